@@ -1,0 +1,1 @@
+"""Analysis of lcp-tune experiments: trials as pandas tables, reports and plots."""

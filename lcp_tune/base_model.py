@@ -1,0 +1,85 @@
+"""Base models: train one, or reuse the cached one trained with the same settings."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from .checkpoints import load_into, load_state_dict, save_state_dict
+from .config import ExperimentConfig, TrainConfig
+from .data import DataSplits
+from .models import build_model
+from .training import EvalResult, evaluate, fit
+
+
+def cache_dir() -> Path:
+    """Where trained base models are kept: $LCP_TUNE_CACHE or ~/.cache/lcp-tune."""
+    return Path(os.environ.get("LCP_TUNE_CACHE", Path.home() / ".cache" / "lcp-tune"))
+
+
+def base_cache_path(arch: str, data: str, seed: int, train: TrainConfig) -> Path:
+    key = json.dumps({"arch": arch, "data": data, "seed": seed, "train": train.__dict__}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return cache_dir() / "base" / f"{arch}-{data}-seed{seed}-{digest}.pt"
+
+
+def train_base(arch: str, data: DataSplits, train: TrainConfig, seed: int,
+               log: Optional[Callable[[str], None]] = None) -> nn.Module:
+    """Train a base model from scratch on the training split (fixed epochs, last weights)."""
+    torch.manual_seed(seed)
+    model = build_model(arch, data.num_classes, data.input_shape[0])
+    loader = data.loader("train", train.batch_size, shuffle=True, seed=seed)
+    start = time.time()
+
+    def progress(epoch: int, loss: float, _: Optional[EvalResult]) -> None:
+        if log and (epoch + 1) % max(1, train.epochs // 5) == 0:
+            log(f"  base {arch}: epoch {epoch + 1}/{train.epochs}, train loss {loss:.3f}, "
+                f"{time.time() - start:.0f}s")
+
+    return fit(model, loader, train.epochs, train.lr, train.weight_decay, progress=progress)
+
+
+def obtain_base(config: ExperimentConfig, data: DataSplits,
+                log: Optional[Callable[[str], None]] = None) -> tuple[nn.Module, Path]:
+    """The base model of an experiment: the user's checkpoint, the cached one, or a new one."""
+    model = build_model(config.arch, data.num_classes, data.input_shape[0])
+    if config.checkpoint:
+        load_into(model, load_state_dict(config.checkpoint), config.checkpoint, config.arch)
+        return model, Path(config.checkpoint)
+    path = base_cache_path(config.arch, config.data, config.seed, config.base_train)
+    if path.is_file():
+        if log:
+            log(f"reusing cached base model {path}")
+        return load_into(model, load_state_dict(path), str(path), config.arch), path
+    if log:
+        log(f"training base model {config.arch} on {config.data} ({config.base_train.epochs} epochs)")
+    model = train_base(config.arch, data, config.base_train, config.seed, log)
+    save_state_dict(model, path)
+    return model, path
+
+
+def test_accuracy(model: nn.Module, data: DataSplits, batch_size: int = 256) -> EvalResult:
+    """Top-1 on the test split: called once per reported model, never during search."""
+    return evaluate(model, data.loader("test", batch_size))
+
+
+def train_base_command(config: ExperimentConfig, out: Optional[Path],
+                       log: Callable[[str], None] = print) -> Path:
+    """`lcp-tune train`: train (or reuse) a base model, save it to `out`, print its test accuracy."""
+    from .data import load_data
+    from .workflow import validate_config
+
+    validate_config(config)
+    data = load_data(config.data, config.seed, config.val_fraction, config.data_dir)
+    model, cached = obtain_base(config, data, log)
+    path = Path(out) if out else cached
+    if out:
+        save_state_dict(model, path)
+    log(f"test accuracy {test_accuracy(model, data).accuracy:.4f}; saved {path}")
+    return path

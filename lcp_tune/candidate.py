@@ -1,0 +1,82 @@
+"""Evaluating one candidate compensation: prune -> BN recalibration -> tau_hat steps -> val loss.
+
+Plain torch, no Ray: the Ray Tune trial wraps it, and benchmarks can loop over it directly.
+One evaluator is built per worker process and reused for every trial it runs (data loaders,
+traced structure and base weights are built once).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .config import ExperimentConfig
+from .data import DataSplits, load_data
+from .models import build_model
+from .pruning import Plan, Pruner
+from .training import cycle, evaluate, recalibrate_bn, sgd, train_steps
+
+Report = Callable[[dict], None]
+
+
+def build_pruner(config: ExperimentConfig, model: torch.nn.Module, data: DataSplits) -> Pruner:
+    """The Pruner for an experiment's base model (taylor reads a few training batches)."""
+    batches = None
+    if config.prune.metric == "taylor":
+        loader = data.loader("train", config.search.batch_size, shuffle=True, seed=config.seed)
+        batches = [b for _, b in zip(range(4), loader)]
+    return Pruner(model, data.input_shape, config.prune.metric, config.prune.form,
+                  config.prune.safeguard, config.prune.round_to, batches)
+
+
+class CandidateEvaluator:
+    """Scores compensation vectors for one experiment; build once per process."""
+
+    def __init__(self, config: ExperimentConfig, base_state: dict, data: Optional[DataSplits] = None):
+        self.config = config
+        self.data = data or load_data(config.data, config.seed, config.val_fraction, config.data_dir)
+        model = build_model(config.arch, self.data.num_classes, self.data.input_shape[0])
+        model.load_state_dict(base_state)
+        self.pruner = build_pruner(config, model, self.data)
+        search = config.search
+        self.train_loader = self.data.loader("train", search.batch_size, shuffle=True, seed=config.seed)
+        self.val_loader = self.data.loader("val", 256)
+
+    def plan(self, vector: np.ndarray) -> Plan:
+        return self.pruner.plan(vector, self.config.prune.budget, self.config.prune.resource)
+
+    def evaluate(self, vector: np.ndarray, report: Optional[Report] = None) -> dict:
+        """Prune with `vector`, recover briefly, and report validation loss after every chunk.
+
+        Every candidate sees the same seed and batch order (common random numbers), so two
+        candidates differ only by their compensation.
+        """
+        search = self.config.search
+        torch.manual_seed(self.config.seed)
+        self.train_loader.generator.manual_seed(self.config.seed)
+        plan = self.plan(vector)
+        model = self.pruner.apply(plan)
+        recalibrate_bn(model, self.train_loader, search.bn_batches)
+        optimizer = sgd(model, search.lr)
+        batches = cycle(self.train_loader)
+        step, result = 0, {}
+        chunks = _chunks(search.tau_hat, search.report_every)
+        for chunk in chunks:
+            train_loss = train_steps(model, batches, chunk, optimizer) if chunk else float("nan")
+            step += chunk
+            val = evaluate(model, self.val_loader)
+            result = {"val_loss": val.loss, "val_acc": val.accuracy, "train_loss": train_loss,
+                      "step": step, "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio,
+                      "keep": dict(zip(plan.group_names, plan.keep_counts.tolist()))}
+            if report is not None:
+                report(result)
+        return result
+
+
+def _chunks(total: int, every: int) -> list[int]:
+    """Step counts between reports; tau_hat = 0 still reports once (prune and score)."""
+    if total <= 0:
+        return [0]
+    every = max(1, every)
+    return [every] * (total // every) + ([total % every] if total % every else [])

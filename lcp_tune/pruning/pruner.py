@@ -1,0 +1,80 @@
+"""Pruner: one object holding a base model's traced structure, metrics and cost model.
+
+Built once per process (tracing costs ~0.1 s), then every candidate is cheap:
+vector -> scores -> plan -> (optionally) surgery + check.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from torch import nn
+
+from .compensation import COMPENSATIONS, pooled_scale
+from .groups import trace_structure
+from .metrics import Batches, channel_metrics
+from .planner import Plan, check_budget, plan_keep
+from .resources import CostModel
+from .surgery import prune_model, verify_pruned
+from .warmstart import uniform_keep, uniform_shifts
+
+
+class Pruner:
+    """Layer-compensated pruning of one base model.
+
+    Args:
+        model: the base network (left untouched; surgery works on copies).
+        input_shape: one sample's shape, e.g. (3, 32, 32); spatial sizes set the FLOPs.
+        metric: a registered metric name (l1, l2, bn, taylor).
+        form: a registered compensation form (additive, affine).
+        safeguard: minimum kept fraction per group (LeGR's 10%).
+        round_to: keep counts rounded up to multiples of this.
+        batches: training batches, for data-dependent metrics (taylor).
+    """
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], metric: str = "l2",
+                 form: str = "additive", safeguard: float = 0.1, round_to: int = 1,
+                 batches: Batches = None, ignored_layers: Optional[list[str]] = None):
+        self.model = model
+        self.form = COMPENSATIONS.get(form)
+        self.metric_name = metric
+        self.safeguard, self.round_to = safeguard, round_to
+        self.structure = trace_structure(model, input_shape, ignored_layers)
+        self.cost = CostModel(self.structure)
+        self.metrics = channel_metrics(metric, model, self.structure, batches)
+        self.sigma = pooled_scale(self.metrics)
+
+    @property
+    def group_names(self) -> list[str]:
+        return self.structure.group_names
+
+    @property
+    def num_params(self) -> int:
+        """Length of a compensation vector."""
+        return len(self.structure.groups) * self.form.params_per_group
+
+    def identity(self) -> np.ndarray:
+        """The compensation that is plain global ranking."""
+        return self.form.identity(len(self.structure.groups))
+
+    def uniform(self, budget: float, resource: str = "flops") -> np.ndarray:
+        """The compensation whose plan is uniform pruning at `budget` (a warm start)."""
+        check_budget(budget)
+        keep = uniform_keep(self.cost, budget, resource, self.safeguard, self.round_to)
+        shifts = uniform_shifts(self.metrics, keep, self.cost, resource) / self.sigma
+        vector = self.identity()
+        vector[-len(shifts):] = shifts   # the additive part is the last block of every form
+        return vector
+
+    def scores(self, vector: np.ndarray) -> list[np.ndarray]:
+        return self.form.apply(self.metrics, vector, self.sigma)
+
+    def plan(self, vector: np.ndarray, budget: float, resource: str = "flops") -> Plan:
+        return plan_keep(self.scores(vector), self.cost, budget, resource, self.safeguard, self.round_to)
+
+    def apply(self, plan: Plan, model: Optional[nn.Module] = None, check: bool = True) -> nn.Module:
+        """A physically smaller copy of `model` (default: the base), checked against `plan`."""
+        pruned = prune_model(self.model if model is None else model, self.structure, plan)
+        if check:
+            verify_pruned(pruned, self.structure, self.cost, plan)
+        return pruned

@@ -1,0 +1,1 @@
+"""Named search-space presets (YAML) shipped with lcp-tune."""
