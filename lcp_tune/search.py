@@ -99,6 +99,9 @@ def init_ray(num_cpus: Optional[int] = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    # the legacy reporter honours verbose=0; the new engine prints wide boxes regardless
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
     ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
              configure_logging=True, logging_level="ERROR", _node_ip_address="127.0.0.1")
 

@@ -25,7 +25,7 @@ from .pruning import COMPENSATIONS, METRICS, Pruner
 from .pruning.planner import check_budget
 from .registry import LcpTuneError
 from .searchers import SEARCHERS, SearchSpace
-from .training import fit
+from .training import fit, recalibrate_bn
 
 Log = Callable[[str], None]
 
@@ -53,6 +53,8 @@ def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConf
     model = pruner.apply(plan)
     torch.manual_seed(config.seed)
     ft = config.finetune
+    train = data.loader("train", ft.batch_size, shuffle=True, seed=config.seed)
+    recalibrate_bn(model, train, config.search.bn_batches)   # same start as the search's trials
     fit(model, data.loader("train", ft.batch_size, shuffle=True, seed=config.seed), ft.epochs, ft.lr,
         ft.weight_decay, val=data.loader("val", 256))
     test = test_accuracy(model, data)
@@ -73,18 +75,18 @@ def compensation_record(pruner: Pruner, vector: np.ndarray, config: ExperimentCo
 def run_search_experiment(config: ExperimentConfig, out: Optional[Path] = None, log: Log = print) -> dict:
     """Run the whole LCP workflow for `config`; returns the report also saved as report.json."""
     validate_config(config)
-    exp = open_experiment(out or new_experiment_path(), config)
-    log(f"experiment folder: {exp.root}")
     data = load_data(config.data, config.seed, config.val_fraction, config.data_dir)
-    base, _ = obtain_base(config, data, log)
-    save_state_dict(base, exp.base_path)
-    base_test = test_accuracy(base, data)
-    log(f"base model: test accuracy {base_test.accuracy:.4f}")
+    base, _ = obtain_base(config, data, log)          # a bad checkpoint fails before any folder
     pruner = build_pruner(config, base, data)
     budget = config.prune.budget
     identity = pruner.identity()
     pruner.plan(identity, budget, config.prune.resource)   # an unreachable budget fails here, not in Ray
     uniform = pruner.uniform(budget, config.prune.resource)
+    exp = open_experiment(out or new_experiment_path(), config)
+    log(f"experiment folder: {exp.root}")
+    save_state_dict(base, exp.base_path)
+    base_test = test_accuracy(base, data)
+    log(f"base model: test accuracy {base_test.accuracy:.4f}")
     space = SearchSpace.box(pruner.num_params, config.search.bound, [identity, uniform])
     outcome = _search(config, exp, base, space, log)
     write_json(exp.compensation_path, compensation_record(pruner, outcome.best_vector, config,

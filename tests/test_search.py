@@ -1,0 +1,75 @@
+"""A real (small) Ray Tune search end to end: experiment folder, report, warm starts, cache."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import lcp_tune
+from lcp_tune.config import ExperimentConfig
+from lcp_tune.workflow import run_search_experiment
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def tiny_config(**changes) -> ExperimentConfig:
+    base = {"arch": "resnet20_tiny", "prune.budget": 0.4, "search.num_samples": 4,
+            "search.tau_hat": 10, "search.report_every": 5, "search.bn_batches": 2,
+            "base_train.epochs": 3, "finetune.epochs": 2}
+    base.update(changes)
+    return ExperimentConfig().replace(**base)
+
+
+def test_four_trial_search_writes_experiment_and_report(tmp_path, local_ray):
+    lines = []
+    report = run_search_experiment(tiny_config(), tmp_path / "exp", log=lines.append)
+    exp = tmp_path / "exp"
+    for name in ("config.yaml", "base.pt", "compensation.json", "report.json", "trials.parquet",
+                 "pruned/plan.json", "pruned/model.pt"):
+        assert (exp / name).is_file(), name
+    assert (exp / "search").is_dir()
+    saved = json.loads((exp / "report.json").read_text())
+    assert saved["num_trials"] == 4 and saved["failed_trials"] == 0
+    for method in ("lcp", "global", "uniform"):
+        m = saved["methods"][method]
+        assert 0.0 <= m["test_acc"] <= 1.0
+        assert m["flops_ratio"] <= 0.4 + 1e-9
+        assert abs(m["gap"] - (saved["base_test_acc"] - m["test_acc"])) < 1e-9
+    # the learned candidate is never worse on the search objective than its warm starts
+    assert saved["methods"]["lcp"]["search_objective"] <= saved["methods"]["global"]["search_objective"]
+    assert saved["methods"]["lcp"]["search_objective"] <= saved["methods"]["uniform"]["search_objective"]
+    assert any("lcp-tune report" in line for line in lines)
+    assert sum("val loss" in line for line in lines) == 4   # one progress line per trial
+
+    trials = pd.read_parquet(exp / "trials.parquet")
+    assert len(trials) == 4
+    first = trials.sort_values("trial_id").iloc[0] if "trial_id" in trials else trials.iloc[0]
+    keys = [c for c in trials.columns if c.startswith("config/c")]
+    assert len(keys) == 12
+    identity_rows = trials[(trials[keys].abs() < 1e-12).all(axis=1)]
+    assert len(identity_rows) == 1          # plain global ranking was evaluated
+    assert {"val_loss", "val_acc", "flops_ratio", "params_ratio"} <= set(trials.columns)
+    assert any(c.startswith("keep/") for c in trials.columns)
+
+    model = lcp_tune.load_pruned(exp / "pruned")   # rebuilt from plan + state_dict
+    assert model(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+    values = json.loads((exp / "compensation.json").read_text())["values"]
+    assert len(values) == 12 and all(k.startswith("beta:") for k in values)
+
+    # a second run with the same settings reuses the cached base model
+    lines2 = []
+    run_search_experiment(tiny_config(**{"search.num_samples": 2}), tmp_path / "exp2", log=lines2.append)
+    assert any("reusing cached base model" in line for line in lines2)
+    assert not any("training base model" in line for line in lines2)
+
+
+def test_experiment_folder_of_another_run_is_refused(tmp_path, local_ray):
+    from lcp_tune.experiment import open_experiment
+    from lcp_tune.registry import LcpTuneError
+
+    open_experiment(tmp_path / "exp", tiny_config())
+    with pytest.raises(LcpTuneError, match="belongs to another run"):
+        open_experiment(tmp_path / "exp", tiny_config(**{"prune.budget": 0.3}))
