@@ -41,6 +41,8 @@ class CandidateEvaluator:
         self.pruner = build_pruner(config, model, self.data)
         search = config.search
         self.train_loader = self.data.loader("train", search.batch_size, shuffle=True, seed=config.seed)
+        use_gpu = search.gpus_per_trial > 0 and torch.cuda.is_available()
+        self.device = torch.device("cuda" if use_gpu else "cpu")
         self.val_loader = self.data.loader("val", 256)
 
     def plan(self, vector: np.ndarray) -> Plan:
@@ -56,7 +58,7 @@ class CandidateEvaluator:
         torch.manual_seed(self.config.seed)
         self.train_loader.generator.manual_seed(self.config.seed)
         plan = self.plan(vector)
-        model = self.pruner.apply(plan)
+        model = self.pruner.apply(plan).to(self.device)
         recalibrate_bn(model, self.train_loader, search.bn_batches)
         optimizer = sgd(model, search.lr)
         batches = cycle(self.train_loader)
@@ -67,7 +69,7 @@ class CandidateEvaluator:
             step += chunk
             val = evaluate(model, self.val_loader)
             result = {"val_loss": val.loss, "val_acc": val.accuracy, "train_loss": train_loss,
-                      "step": step, "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio,
+                      "step": step, "tau_hat": search.tau_hat, "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio,
                       "keep": dict(zip(plan.group_names, plan.keep_counts.tolist()))}
             if report is not None:
                 report(result)

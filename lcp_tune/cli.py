@@ -15,15 +15,24 @@ def _fail(exc: Exception) -> None:
     raise click.ClickException(str(exc))
 
 
-def _config_from_flags(**flags) -> ExperimentConfig:
-    """Defaults, overridden only by the flags the user gave (None = not given)."""
-    mapping = {"arch": "arch", "data": "data", "data_dir": "data_dir", "seed": "seed",
-               "checkpoint": "checkpoint", "budget": "prune.budget", "metric": "prune.metric",
-               "form": "prune.form", "safeguard": "prune.safeguard", "num_samples": "search.num_samples",
-               "tau_hat": "search.tau_hat", "searcher": "search.searcher",
-               "cpus_per_trial": "search.cpus_per_trial", "finetune_epochs": "finetune.epochs",
-               "base_epochs": "base_train.epochs"}
-    changes = {mapping[k]: v for k, v in flags.items() if v is not None and k in mapping}
+FLAG_KEYS = {"arch": "arch", "data": "data", "data_dir": "data_dir", "seed": "seed",
+             "checkpoint": "checkpoint", "budget": "prune.budget", "metric": "prune.metric",
+             "form": "prune.form", "safeguard": "prune.safeguard", "num_samples": "search.num_samples",
+             "tau_hat": "search.tau_hat", "searcher": "search.searcher", "scheduler": "search.scheduler",
+             "cpus_per_trial": "search.cpus_per_trial", "gpus_per_trial": "search.gpus_per_trial",
+             "max_concurrent": "search.max_concurrent", "finetune_epochs": "finetune.epochs",
+             "base_epochs": "base_train.epochs"}
+
+
+def _config_from_flags(space: Optional[str] = None, **flags) -> ExperimentConfig:
+    """Defaults, then the search-space preset, then only the flags the user gave (None = not given)."""
+    from search_spaces import load_preset
+
+    changes: dict = {}
+    if space is not None:
+        changes.update(load_preset(space))
+        changes["search.space"] = space
+    changes.update({FLAG_KEYS[k]: v for k, v in flags.items() if v is not None and k in FLAG_KEYS})
     return ExperimentConfig().replace(**changes)
 
 
@@ -38,9 +47,11 @@ def main() -> None:
 @click.option("--data", help="Dataset name (default digits, shipped with scikit-learn).")
 @click.option("--data-dir", help="Folder holding the dataset on disk (real datasets only).")
 @click.option("--budget", type=float, help="Fraction of the base FLOPs to keep, in (0, 1) (default 0.5).")
+@click.option("--space", help="Search-space preset: lcp (default), legr, or a path to a .yaml file.")
 @click.option("--num-samples", type=int, help="Search trials, warm starts included (default 32).")
 @click.option("--tau-hat", type=int, help="SGD steps of recovery per candidate (default 100).")
-@click.option("--searcher", help="tpe (default), cmaes, gp or random.")
+@click.option("--searcher", help="tpe (default), cmaes, gp, evolution, regression or random.")
+@click.option("--scheduler", help="fifo (default) or asha (stops poor candidates early).")
 @click.option("--metric", help="Channel metric: l2 (default), l1, bn or taylor.")
 @click.option("--form", help="Compensation form: additive (LCP, default) or affine (LeGR).")
 @click.option("--safeguard", type=float, help="Minimum kept fraction per channel group (default 0.1).")
@@ -48,13 +59,27 @@ def main() -> None:
 @click.option("--checkpoint", help="Base model state_dict; without it a base model is trained and cached.")
 @click.option("--finetune-epochs", type=int, help="Epochs of the final fine-tune (default 15).")
 @click.option("--cpus-per-trial", type=int, help="CPU threads per trial (default 1).")
+@click.option("--gpus-per-trial", type=float, help="GPUs per trial, fractional to share one (default 0).")
+@click.option("--max-concurrent", type=int, help="Trials at once (default: what the resources fit).")
+@click.option("--address", help="Connect to a running Ray cluster: auto or host:port.")
+@click.option("--storage", help="Shared folder or URI (s3://, gs://) for Ray Tune's results.")
+@click.option("--dashboard", is_flag=True, help="Start local Ray with its dashboard on 127.0.0.1.")
+@click.option("--quiet", is_flag=True, help="No per-trial progress lines; only the final report.")
+@click.option("--resume", type=click.Path(path_type=Path), help="Continue the interrupted search in this folder.")
 @click.option("--out", type=click.Path(path_type=Path), help="Experiment folder (default ./lcp-runs/search-<time>).")
-def search(out: Optional[Path], **flags) -> None:
+def search(out: Optional[Path], resume: Optional[Path], address: Optional[str], storage: Optional[str],
+           dashboard: bool, quiet: bool, **flags) -> None:
     """Learn layer compensations with a Ray Tune search, prune, fine-tune and report."""
-    from .workflow import run_search_experiment
+    from .workflow import RunOptions, resume_search_experiment, run_search_experiment
 
+    options = RunOptions(address=address, storage=storage, dashboard=dashboard, quiet=quiet)
+    log = lambda line: click.echo(line)  # noqa: E731
     try:
-        run_search_experiment(_config_from_flags(**flags), out, log=lambda s: click.echo(s))
+        if resume is not None:
+            requested = {FLAG_KEYS[k]: v for k, v in flags.items() if v is not None and k in FLAG_KEYS}
+            resume_search_experiment(resume, log, options, requested)
+        else:
+            run_search_experiment(_config_from_flags(**flags), out, log, options)
     except LcpTuneError as exc:
         _fail(exc)
 
@@ -81,6 +106,8 @@ def train(arch: str, data: str, data_dir: Optional[str], epochs: Optional[int], 
 @main.command(name="list")
 def list_choices() -> None:
     """List the registered architectures, datasets, metrics, forms and searchers."""
+    from search_spaces import list_presets
+
     from .data import list_datasets
     from .models import list_archs
     from .pruning import list_compensations, list_metrics
@@ -88,7 +115,7 @@ def list_choices() -> None:
 
     for title, names in (("architectures", list_archs()), ("datasets", list_datasets()),
                          ("metrics", list_metrics()), ("compensation forms", list_compensations()),
-                         ("searchers", list_searchers())):
+                         ("searchers", list_searchers()), ("search-space presets", list_presets())):
         click.echo(f"{title}: {', '.join(names)}")
 
 

@@ -35,7 +35,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
+    space: str = "lcp"           # the preset the search-space fields came from (search_spaces/)
     searcher: str = "tpe"
+    scheduler: str = "fifo"      # "asha" stops poor candidates after their first reports
     num_samples: int = 32        # trials, the two warm starts (identity, uniform) included
     tau_hat: int = 100           # SGD steps per candidate: 100 at lr 0.02 made the objective agree
     lr: float = 0.02             # with the post-fine-tune ranking 91% of the time (30: 54-80%)
@@ -43,8 +45,11 @@ class SearchConfig:
     batch_size: int = 64
     bn_batches: int = 8          # BN recalibration batches before the steps (EagleEye)
     bound: float = 2.0           # search range of each dimensionless shift: [-bound, bound]
+    scale_bound: float = 1.0     # affine form: log(alpha) in [-scale_bound, scale_bound]
     cpus_per_trial: int = 1      # 2 one-thread trials beat 1 two-thread trial on small nets
-    max_concurrent: int = 0      # 0: as many as the CPUs allow
+    gpus_per_trial: float = 0.0  # fractional: several small trials can share one GPU
+    max_concurrent: int = 0      # 0: as many as the resources allow
+    max_failures: int = 2        # retries of a trial whose worker died, then it is recorded failed
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ def evaluate(model: nn.Module, loader: Iterable) -> EvalResult:
     total_loss, correct, n = 0.0, 0, 0
     with torch.no_grad():
         for x, y in loader:
+            x, y = to_device(x, y, model)
             out = model(x)
             total_loss += nn.functional.cross_entropy(out, y, reduction="sum").item()
             correct += (out.argmax(1) == y).sum().item()
@@ -49,9 +50,17 @@ def recalibrate_bn(model: nn.Module, loader: Iterable, num_batches: int) -> None
     model.train()
     with torch.no_grad():
         for x, _ in itertools.islice(cycle(loader), num_batches):
-            model(x)
+            model(to_device(x, x, model)[0])
     for m, momentum in zip(norms, saved):
         m.momentum = momentum
+
+
+def to_device(x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move a batch to wherever the model's weights live (CPU, or a trial's GPU)."""
+    device = next(model.parameters()).device
+    if x.device == device:
+        return x, y
+    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
 def cycle(loader: Iterable) -> Iterator:
@@ -74,7 +83,7 @@ def train_steps(model: nn.Module, batches: Iterator, steps: int, optimizer: torc
         if schedule is not None:
             for group in optimizer.param_groups:
                 group["lr"] = schedule(start + i)
-        x, y = next(batches)
+        x, y = to_device(*next(batches), model)
         loss = nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

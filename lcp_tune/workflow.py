@@ -6,7 +6,9 @@ search bought.
 """
 from __future__ import annotations
 
+import hashlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -15,11 +17,11 @@ import torch
 
 from .base_model import obtain_base, test_accuracy
 from .candidate import build_pruner
-from .checkpoints import file_hash, save_state_dict
+from .checkpoints import file_hash, load_into, load_state_dict, save_state_dict
 from .config import ExperimentConfig
 from .data import DATASETS, DataSplits, load_data
-from .experiment import Experiment, new_experiment_path, open_experiment, write_json
-from .models import ARCHS
+from .experiment import Experiment, new_experiment_path, open_experiment, read_json, write_json
+from .models import ARCHS, build_model
 from .pruned_io import save_pruned
 from .pruning import COMPENSATIONS, METRICS, Pruner
 from .pruning.planner import check_budget
@@ -42,12 +44,17 @@ def validate_config(config: ExperimentConfig) -> None:
         raise LcpTuneError(f"--num-samples must be at least 1, got {config.search.num_samples}")
     if config.search.tau_hat < 0:
         raise LcpTuneError(f"--tau-hat must be 0 or more SGD steps, got {config.search.tau_hat}")
+    from .search import SCHEDULERS
+
+    SCHEDULERS.get(config.search.scheduler)
+    if config.search.gpus_per_trial < 0:
+        raise LcpTuneError(f"--gpus-per-trial must be 0 or more, got {config.search.gpus_per_trial:g}")
     if config.search.cpus_per_trial < 1:
         raise LcpTuneError(f"--cpus-per-trial must be at least 1, got {config.search.cpus_per_trial}")
 
 
 def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConfig,
-                      data: DataSplits) -> tuple[torch.nn.Module, dict]:
+                      data: DataSplits, log: Optional[Log] = None, label: str = "") -> tuple[torch.nn.Module, dict]:
     """Prune with `vector`, fine-tune fully (best epoch on validation), test once."""
     plan = pruner.plan(vector, config.prune.budget, config.prune.resource)
     model = pruner.apply(plan)
@@ -55,12 +62,25 @@ def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConf
     ft = config.finetune
     train = data.loader("train", ft.batch_size, shuffle=True, seed=config.seed)
     recalibrate_bn(model, train, config.search.bn_batches)   # same start as the search's trials
-    fit(model, data.loader("train", ft.batch_size, shuffle=True, seed=config.seed), ft.epochs, ft.lr,
-        ft.weight_decay, val=data.loader("val", 256))
+    fit(model, train, ft.epochs, ft.lr, ft.weight_decay, val=data.loader("val", 256),
+        progress=_epoch_logger(log, label, ft.epochs))
     test = test_accuracy(model, data)
     return model, {"test_acc": test.accuracy, "test_loss": test.loss, "flops_ratio": plan.flops_ratio,
                    "params_ratio": plan.params_ratio, "flops": plan.flops, "params": plan.params,
                    "keep": dict(zip(plan.group_names, plan.keep_counts.tolist())), "plan": plan}
+
+
+def _epoch_logger(log: Optional[Log], label: str, epochs: int):
+    """A progress line every fifth of the fine-tune: long steps never look frozen."""
+    if log is None:
+        return None
+    start = time.time()
+
+    def progress(epoch: int, loss: float, val) -> None:
+        if (epoch + 1) % max(1, epochs // 5) == 0 or epoch + 1 == epochs:
+            log(f"  fine-tune {label}: epoch {epoch + 1}/{epochs}, train loss {loss:.3f}, "
+                f"val acc {val.accuracy:.4f}, {time.time() - start:.0f}s")
+    return progress
 
 
 def compensation_record(pruner: Pruner, vector: np.ndarray, config: ExperimentConfig,
@@ -72,30 +92,105 @@ def compensation_record(pruner: Pruner, vector: np.ndarray, config: ExperimentCo
             "values": dict(zip(names, np.asarray(vector, dtype=float).tolist()))}
 
 
-def run_search_experiment(config: ExperimentConfig, out: Optional[Path] = None, log: Log = print) -> dict:
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a search, as opposed to what it is: none of these change its results."""
+
+    address: Optional[str] = None     # an existing Ray cluster ("auto" or "host:port")
+    storage: Optional[str] = None     # shared folder or pyarrow URI for Ray Tune's results
+    dashboard: bool = False           # start local Ray with its dashboard on 127.0.0.1
+    quiet: bool = False               # no per-trial lines, only the final report
+
+
+def run_search_experiment(config: ExperimentConfig, out: Optional[Path] = None, log: Log = print,
+                          options: RunOptions = RunOptions()) -> dict:
     """Run the whole LCP workflow for `config`; returns the report also saved as report.json."""
     validate_config(config)
+    _preflight(options)
     data = load_data(config.data, config.seed, config.val_fraction, config.data_dir)
-    base, _ = obtain_base(config, data, log)          # a bad checkpoint fails before any folder
-    pruner = build_pruner(config, base, data)
-    budget = config.prune.budget
-    identity = pruner.identity()
-    pruner.plan(identity, budget, config.prune.resource)   # an unreachable budget fails here, not in Ray
-    uniform = pruner.uniform(budget, config.prune.resource)
+    progress = _progress_log(log, options)
+    base, _ = obtain_base(config, data, progress)          # a bad checkpoint fails before any folder
+    pruner, identity, uniform = _prepare(config, base, data)   # so does an unreachable budget
     exp = open_experiment(out or new_experiment_path(), config)
     log(f"experiment folder: {exp.root}")
     save_state_dict(base, exp.base_path)
+    storage = options.storage.rstrip("/") + f"/{exp.root.name}" if options.storage else str(exp.root.resolve())
+    write_json(exp.root / "run.json", {"storage": storage})
+    return _search_and_finish(config, exp, data, base, pruner, identity, uniform, storage, log, options,
+                              resume=False)
+
+
+def resume_search_experiment(folder: Path, log: Log = print, options: RunOptions = RunOptions(),
+                             requested: Optional[dict] = None) -> dict:
+    """Continue an interrupted search from its folder; finished trials are kept, never rerun.
+
+    `requested` holds settings the user gave alongside --resume; any that differ from the
+    folder's own (arch, data, budget, ...) mean the folder belongs to another run.
+    """
+    _preflight(options)
+    exp = Experiment(Path(folder))
+    config = exp.config()
+    for name, value in (requested or {}).items():
+        if value is not None and _get(config.to_dict(), name) != value:
+            raise LcpTuneError(f"experiment folder {folder} belongs to another run ({name} = "
+                               f"{_get(config.to_dict(), name)!r}, asked {value!r})")
+    if exp.report_path.is_file():
+        report = read_json(exp.report_path)
+        log(f"the search in {folder} has already finished; its report:")
+        log(format_report(report))
+        return report
+    if not exp.base_path.is_file():
+        raise LcpTuneError(f"experiment folder {folder} has no base.pt; it was interrupted before the "
+                           f"search started: run it again without --resume")
+    data = load_data(config.data, config.seed, config.val_fraction, config.data_dir)
+    base = load_into(build_model(config.arch, data.num_classes, data.input_shape[0]),
+                     load_state_dict(exp.base_path), str(exp.base_path), config.arch)
+    pruner, identity, uniform = _prepare(config, base, data)
+    run = read_json(exp.root / "run.json") if (exp.root / "run.json").is_file() else {}
+    storage = run.get("storage") or str(exp.root.resolve())
+    return _search_and_finish(config, exp, data, base, pruner, identity, uniform, storage, log, options,
+                              resume=True)
+
+
+def _preflight(options: RunOptions) -> None:
+    if options.address:
+        from .search import check_reachable
+
+        check_reachable(options.address)
+
+
+def _prepare(config: ExperimentConfig, base: torch.nn.Module, data: DataSplits):
+    """The pruner and the two warm starts; plans identity once so a bad budget fails early."""
+    pruner = build_pruner(config, base, data)
+    identity = pruner.identity()
+    pruner.plan(identity, config.prune.budget, config.prune.resource)
+    return pruner, identity, pruner.uniform(config.prune.budget, config.prune.resource)
+
+
+def search_space(pruner: Pruner, config: ExperimentConfig, warm_starts: list[np.ndarray]) -> SearchSpace:
+    """Box bounds in the dimensionless units of the form: shifts +-bound, log-scales +-scale_bound."""
+    groups = len(pruner.group_names)
+    low, high = [], []
+    for prefix in pruner.form.param_prefixes:
+        b = config.search.scale_bound if prefix == "log_alpha" else config.search.bound
+        low += [-b] * groups
+        high += [b] * groups
+    return SearchSpace.from_bounds(low, high, warm_starts)
+
+
+def _search_and_finish(config, exp, data, base, pruner, identity, uniform, storage, log, options, resume):
     base_test = test_accuracy(base, data)
     log(f"base model: test accuracy {base_test.accuracy:.4f}")
-    space = SearchSpace.box(pruner.num_params, config.search.bound, [identity, uniform])
-    outcome = _search(config, exp, base, space, log)
+    space = search_space(pruner, config, [identity, uniform])
+    run_key = hashlib.sha256(f"{file_hash(exp.base_path)}{config.to_dict()}".encode()).hexdigest()[:16]
+    outcome = _search(config, exp, base, space, storage, run_key, log, options, resume)
     write_json(exp.compensation_path, compensation_record(pruner, outcome.best_vector, config,
                                                           file_hash(exp.base_path)))
     outcome.table.to_parquet(exp.trials_path)
     log(f"fine-tuning the best candidate and the two baselines ({config.finetune.epochs} epochs each)")
     methods = {}
     for name, vector in (("lcp", outcome.best_vector), ("global", identity), ("uniform", uniform)):
-        model, result = finetune_and_test(pruner, vector, config, data)
+        model, result = finetune_and_test(pruner, vector, config, data, _progress_log(log, options), name)
         plan = result.pop("plan")
         if name == "lcp":
             save_pruned(exp.pruned_dir, model, plan, config.arch, data.num_classes, data.input_shape)
@@ -111,15 +206,28 @@ def run_search_experiment(config: ExperimentConfig, out: Optional[Path] = None, 
     return report
 
 
-def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, space: SearchSpace, log: Log):
+def _progress_log(log: Log, options: RunOptions) -> Log:
+    return (lambda line: None) if options.quiet else log
+
+
+def _get(config: dict, dotted: str):
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, space: SearchSpace,
+            storage: str, run_key: str, log: Log, options: RunOptions, resume: bool):
     import ray
 
-    from .search import init_ray, run_search
+    from .search import check_cluster, init_ray, run_search
 
     started_here = not ray.is_initialized()
-    init_ray()
+    init_ray(address=options.address, dashboard=options.dashboard, log=log)
     try:
-        outcome = run_search(config, exp.root, base.state_dict(), space, log=log)
+        check_cluster(config)
+        outcome = run_search(config, storage, base.state_dict(), space, exp.root / "trial_cache", run_key,
+                             log=_progress_log(log, options), resume=resume)
     finally:
         if started_here:
             ray.shutdown()

@@ -30,8 +30,14 @@ class SearchSpace:
     @classmethod
     def box(cls, num: int, bound: float, warm_starts: list[list[float]] = ()) -> "SearchSpace":
         """[-bound, bound] per key, widened where a warm start lies outside (it must be reachable)."""
+        return cls.from_bounds([-bound] * num, [bound] * num, warm_starts)
+
+    @classmethod
+    def from_bounds(cls, low: list[float], high: list[float], warm_starts: list[list[float]] = ()) -> "SearchSpace":
+        """Per-key bounds, widened where a warm start lies outside (it must be reachable)."""
+        num = len(low)
         keys = tuple(f"c{i:03d}" for i in range(num))
-        low, high = [-bound] * num, [bound] * num
+        low, high = [float(v) for v in low], [float(v) for v in high]
         for point in warm_starts:
             for i, v in enumerate(point):
                 low[i], high[i] = min(low[i], float(v)), max(high[i], float(v))

@@ -1,0 +1,90 @@
+"""Interrupting a search with SIGKILL and resuming it: finished trials kept, none rerun."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from lcp_tune.cli import main
+from lcp_tune.workflow import RunOptions, resume_search_experiment
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+SAMPLES = 8
+
+
+def search_command(exp, checkpoint):
+    return [sys.executable, "-m", "lcp_tune.cli", "search", "--arch", "resnet20_tiny", "--checkpoint",
+            str(checkpoint), "--num-samples", str(SAMPLES), "--tau-hat", "60", "--finetune-epochs", "1",
+            "--budget", "0.4", "--out", str(exp)]
+
+
+def wait_for(predicate, timeout: float, proc=None) -> None:
+    start = time.time()
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the search exited early with {proc.returncode}")
+        if time.time() - start > timeout:
+            raise AssertionError("timed out waiting for the search")
+        time.sleep(0.5)
+
+
+def test_sigkill_then_resume_keeps_finished_trials(tmp_path, local_ray):
+    checkpoint = tmp_path / "base.pt"
+    result = CliRunner().invoke(main, ["train", "--arch", "resnet20_tiny", "--epochs", "2", "--out", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    exp = tmp_path / "exp"
+    cache = exp / "trial_cache"
+    proc = subprocess.Popen(search_command(exp, checkpoint), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, env=dict(os.environ))
+    try:
+        wait_for(lambda: cache.is_dir() and len(list(cache.glob("*.json"))) >= 3, 240, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)   # the driver and everything it started, no clean-up
+        proc.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")}
+    assert 3 <= len(finished) < SAMPLES
+    assert not (exp / "report.json").exists()
+
+    lines: list[str] = []
+    report = resume_search_experiment(exp, lines.append, RunOptions())
+    assert report["num_trials"] == SAMPLES
+    assert any("resuming the search" in line for line in lines)
+    after = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")}
+    for name, mtime in finished.items():      # evaluated before the kill: never evaluated again
+        assert after[name] == mtime
+    assert len(after) >= SAMPLES - 1          # the rest were evaluated once each
+    trials = [json.loads(line) for f in (exp / "search").glob("trial_*/result.json")
+              for line in f.read_text().splitlines()[-1:]]
+    assert len(trials) == SAMPLES
+
+    # resuming a finished search only prints its report: the final step ran once
+    report_mtime = (exp / "report.json").stat().st_mtime_ns
+    again: list[str] = []
+    resume_search_experiment(exp, again.append, RunOptions())
+    assert any("already finished" in line for line in again)
+    assert (exp / "report.json").stat().st_mtime_ns == report_mtime
+
+
+def test_resume_refuses_a_folder_that_is_not_an_experiment(tmp_path):
+    (tmp_path / "junk").mkdir()
+    result = CliRunner().invoke(main, ["search", "--resume", str(tmp_path / "junk")])
+    assert result.exit_code != 0 and "is not an lcp-tune experiment folder" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_resume_refuses_another_runs_settings(tmp_path):
+    from lcp_tune.config import ExperimentConfig
+    from lcp_tune.experiment import open_experiment
+
+    open_experiment(tmp_path / "exp", ExperimentConfig().replace(**{"prune.budget": 0.3}))
+    result = CliRunner().invoke(main, ["search", "--resume", str(tmp_path / "exp"), "--budget", "0.5"])
+    assert result.exit_code != 0 and "belongs to another run" in result.output
+    result = CliRunner().invoke(main, ["search", "--resume", str(tmp_path / "exp"), "--arch", "resnet56"])
+    assert result.exit_code != 0 and "arch" in result.output
