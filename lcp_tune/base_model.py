@@ -23,8 +23,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LCP_TUNE_CACHE", Path.home() / ".cache" / "lcp-tune"))
 
 
-def base_cache_path(arch: str, data: str, seed: int, train: TrainConfig) -> Path:
-    key = json.dumps({"arch": arch, "data": data, "seed": seed, "train": train.__dict__}, sort_keys=True)
+def base_cache_path(arch: str, data: str, seed: int, train: TrainConfig, **data_settings) -> Path:
+    """One cached file per (architecture, data and its split settings, seed, recipe)."""
+    key = json.dumps({"arch": arch, "data": data, "seed": seed, "train": train.__dict__,
+                      **{k: v for k, v in data_settings.items() if v is not None}}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return cache_dir() / "base" / f"{arch}-{data}-seed{seed}-{digest}.pt"
 
@@ -52,7 +54,10 @@ def obtain_base(config: ExperimentConfig, data: DataSplits,
     if config.checkpoint:
         load_into(model, load_state_dict(config.checkpoint), config.checkpoint, config.arch)
         return model, Path(config.checkpoint)
-    path = base_cache_path(config.arch, config.data, config.seed, config.base_train)
+    settings = {"data_dir": config.data_dir, "image_size": config.image_size}
+    if (config.val_fraction, config.subset) != (0.15, 1.0):
+        settings.update(val_fraction=config.val_fraction, subset=config.subset)
+    path = base_cache_path(config.arch, config.data, config.seed, config.base_train, **settings)
     if path.is_file():
         if log:
             log(f"reusing cached base model {path}")
@@ -72,11 +77,11 @@ def test_accuracy(model: nn.Module, data: DataSplits, batch_size: int = 256) -> 
 def train_base_command(config: ExperimentConfig, out: Optional[Path],
                        log: Callable[[str], None] = print) -> Path:
     """`lcp-tune train`: train (or reuse) a base model, save it to `out`, print its test accuracy."""
-    from .data import load_data
+    from .data import load_experiment_data
     from .workflow import validate_config
 
     validate_config(config)
-    data = load_data(config.data, config.seed, config.val_fraction, config.data_dir)
+    data = load_experiment_data(config)
     model, cached = obtain_base(config, data, log)
     path = Path(out) if out else cached
     if out:

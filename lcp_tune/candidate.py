@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .config import ExperimentConfig
-from .data import DataSplits, load_data
+from .data import DataSplits, load_experiment_data
 from .models import build_model
 from .pruning import Plan, Pruner
 from .training import cycle, evaluate, recalibrate_bn, sgd, train_steps
@@ -35,7 +35,7 @@ class CandidateEvaluator:
 
     def __init__(self, config: ExperimentConfig, base_state: dict, data: Optional[DataSplits] = None):
         self.config = config
-        self.data = data or load_data(config.data, config.seed, config.val_fraction, config.data_dir)
+        self.data = data or load_experiment_data(config)
         model = build_model(config.arch, self.data.num_classes, self.data.input_shape[0])
         model.load_state_dict(base_state)
         self.pruner = build_pruner(config, model, self.data)

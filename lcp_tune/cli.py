@@ -16,6 +16,8 @@ def _fail(exc: Exception) -> None:
 
 
 FLAG_KEYS = {"arch": "arch", "data": "data", "data_dir": "data_dir", "seed": "seed",
+             "val_fraction": "val_fraction", "subset": "subset", "image_size": "image_size",
+             "workers": "workers",
              "checkpoint": "checkpoint", "budget": "prune.budget", "metric": "prune.metric",
              "form": "prune.form", "safeguard": "prune.safeguard", "num_samples": "search.num_samples",
              "tau_hat": "search.tau_hat", "searcher": "search.searcher", "scheduler": "search.scheduler",
@@ -46,6 +48,10 @@ def main() -> None:
 @click.option("--arch", help="Architecture name (default resnet20); see `lcp-tune list`.")
 @click.option("--data", help="Dataset name (default digits, shipped with scikit-learn).")
 @click.option("--data-dir", help="Folder holding the dataset on disk (real datasets only).")
+@click.option("--val-fraction", type=float, help="Share of the training data held out for the search (default 0.15).")
+@click.option("--subset", type=float, help="Share of the training data to search on, in (0, 1] (default 1).")
+@click.option("--image-size", type=int, help="Input side override (default: the dataset's standard size).")
+@click.option("--workers", type=int, help="Data-loading worker processes (default 0).")
 @click.option("--budget", type=float, help="Fraction of the base FLOPs to keep, in (0, 1) (default 0.5).")
 @click.option("--space", help="Search-space preset: lcp (default), legr, or a path to a .yaml file.")
 @click.option("--num-samples", type=int, help="Search trials, warm starts included (default 32).")
@@ -77,11 +83,26 @@ def search(out: Optional[Path], resume: Optional[Path], address: Optional[str], 
     try:
         if resume is not None:
             requested = {FLAG_KEYS[k]: v for k, v in flags.items() if v is not None and k in FLAG_KEYS}
-            resume_search_experiment(resume, log, options, requested)
+            report = resume_search_experiment(resume, log, options, requested)
         else:
-            run_search_experiment(_config_from_flags(**flags), out, log, options)
+            report = run_search_experiment(_config_from_flags(**flags), out, log, options)
     except LcpTuneError as exc:
         _fail(exc)
+    _analyze_finished(report, log)
+
+
+def _analyze_finished(report: dict, log) -> None:
+    """Write the trial table, analysis.md and plots next to the results (the CLI's last step)."""
+    from analysis import write_analysis
+
+    folder = report.get("experiment")
+    if not folder:
+        return
+    try:
+        result = write_analysis([folder], strict=False)
+        log(f"analysis: {result.report} and {len(result.plots)} plots in {Path(folder) / 'plots'}")
+    except LcpTuneError as exc:
+        log(f"warning: the analysis could not be written: {exc}")
 
 
 @main.command()
@@ -118,6 +139,19 @@ def list_choices() -> None:
                          ("searchers", list_searchers()), ("search-space presets", list_presets())):
         click.echo(f"{title}: {', '.join(names)}")
 
+
+def _register_subcommands() -> None:
+    from .cli_analyze import analyze
+
+    main.add_command(analyze)
+    try:
+        from .cli_prune import prune
+    except ImportError:   # pragma: no cover  (the prune command ships with the engine)
+        return
+    main.add_command(prune)
+
+
+_register_subcommands()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -58,6 +58,9 @@ class ExperimentConfig:
     data: str = "digits"
     data_dir: Optional[str] = None
     val_fraction: float = 0.15   # of the training data, carved out for the search to score on
+    subset: float = 1.0          # fraction of the training data used (LeGR searches ImageNet on part)
+    image_size: Optional[int] = None   # override a dataset's input side (None: its standard size)
+    workers: int = 0             # data-loading processes (0: load in the training process)
     seed: int = 0
     checkpoint: Optional[str] = None
     prune: PruneConfig = field(default_factory=PruneConfig)

@@ -161,6 +161,7 @@ class SearchOutcome:
     num_errors: int
     wall_time_s: float
     table: object = field(repr=False)   # pandas DataFrame of the trials' last results
+    experiment: object = None           # the experiment folder, set by the workflow
 
 
 class ProgressPrinter:

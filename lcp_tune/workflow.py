@@ -19,7 +19,7 @@ from .base_model import obtain_base, test_accuracy
 from .candidate import build_pruner
 from .checkpoints import file_hash, load_into, load_state_dict, save_state_dict
 from .config import ExperimentConfig
-from .data import DATASETS, DataSplits, load_data
+from .data import DATASETS, DataSplits, load_experiment_data
 from .experiment import Experiment, new_experiment_path, open_experiment, read_json, write_json
 from .models import ARCHS, build_model
 from .pruned_io import save_pruned
@@ -107,7 +107,7 @@ def run_search_experiment(config: ExperimentConfig, out: Optional[Path] = None, 
     """Run the whole LCP workflow for `config`; returns the report also saved as report.json."""
     validate_config(config)
     _preflight(options)
-    data = load_data(config.data, config.seed, config.val_fraction, config.data_dir)
+    data = load_experiment_data(config)
     progress = _progress_log(log, options)
     base, _ = obtain_base(config, data, progress)          # a bad checkpoint fails before any folder
     pruner, identity, uniform = _prepare(config, base, data)   # so does an unreachable budget
@@ -142,7 +142,7 @@ def resume_search_experiment(folder: Path, log: Log = print, options: RunOptions
     if not exp.base_path.is_file():
         raise LcpTuneError(f"experiment folder {folder} has no base.pt; it was interrupted before the "
                            f"search started: run it again without --resume")
-    data = load_data(config.data, config.seed, config.val_fraction, config.data_dir)
+    data = load_experiment_data(config)
     base = load_into(build_model(config.arch, data.num_classes, data.input_shape[0]),
                      load_state_dict(exp.base_path), str(exp.base_path), config.arch)
     pruner, identity, uniform = _prepare(config, base, data)
@@ -184,6 +184,7 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, stora
     space = search_space(pruner, config, [identity, uniform])
     run_key = hashlib.sha256(f"{file_hash(exp.base_path)}{config.to_dict()}".encode()).hexdigest()[:16]
     outcome = _search(config, exp, base, space, storage, run_key, log, options, resume)
+    outcome.experiment = exp.root
     write_json(exp.compensation_path, compensation_record(pruner, outcome.best_vector, config,
                                                           file_hash(exp.base_path)))
     outcome.table.to_parquet(exp.trials_path)
@@ -239,7 +240,8 @@ def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, sp
 def build_report(config: ExperimentConfig, base_acc: float, methods: dict, outcome) -> dict:
     lcp = methods["lcp"]
     return {
-        "arch": config.arch, "data": config.data, "budget": config.prune.budget,
+        "experiment": str(outcome.experiment), "arch": config.arch, "data": config.data,
+        "budget": config.prune.budget,
         "resource": config.prune.resource, "base_test_acc": base_acc,
         "pruned_test_acc": lcp["test_acc"], "gap": lcp["gap"], "flops_ratio": lcp["flops_ratio"],
         "params_ratio": lcp["params_ratio"], "num_trials": outcome.num_trials,

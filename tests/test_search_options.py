@@ -1,0 +1,95 @@
+"""Search-space presets, the ASHA scheduler and resource checks."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from lcp_tune.cli import _config_from_flags, main
+from search_spaces import PresetError, list_presets, load_preset
+
+
+def test_shipped_presets_load_and_differ_in_form():
+    assert {"lcp", "legr"} <= set(list_presets())
+    assert load_preset("lcp")["prune.form"] == "additive"
+    assert load_preset("legr")["prune.form"] == "affine"
+
+
+def test_cli_flags_override_the_preset():
+    config = _config_from_flags(space="legr", tau_hat=7)
+    assert config.prune.form == "affine" and config.search.tau_hat == 7 and config.search.space == "legr"
+    assert _config_from_flags(space="lcp").search.tau_hat == 100
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("metric: l2\nform: additive\nbound: 2\ntau_hat: 10\nbn_recalibration: true\n", "missing field 'safeguard'"),
+    ("metric: l2\nform: additive\nbound: -1\ntau_hat: 10\nbn_recalibration: true\nsafeguard: 0.1\n",
+     "field 'bound' must be in (0, 100]"),
+    ("metric: l7\nform: additive\nbound: 2\ntau_hat: 10\nbn_recalibration: true\nsafeguard: 0.1\n",
+     "field 'metric' must be one of"),
+    ("metric: l2\nform: additive\nbound: 2\ntau_hat: 10\nbn_recalibration: true\nsafeguard: 0.1\nfoo: 1\n",
+     "unknown field 'foo'"),
+    ("- not a mapping\n", "must be a mapping"),
+])
+def test_bad_preset_names_the_field(tmp_path, text, fragment):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(PresetError, match=None) as info:
+        load_preset(str(path))
+    assert fragment in str(info.value)
+    result = CliRunner().invoke(main, ["search", "--space", str(path), "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and fragment in result.output and "Traceback" not in result.output
+
+
+def test_user_preset_turns_bn_recalibration_off(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("metric: l1\nform: additive\nbound: 1.5\ntau_hat: 0\nbn_recalibration: false\nsafeguard: 0.2\n")
+    config = _config_from_flags(space=str(path))
+    assert (config.prune.metric, config.search.bound, config.search.tau_hat, config.search.bn_batches,
+            config.prune.safeguard) == ("l1", 1.5, 0, 0, 0.2)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--scheduler", "hyperband"], "unknown scheduler 'hyperband'"),
+    (["--space", "nope"], "unknown search-space preset 'nope'"),
+    (["--gpus-per-trial", "-1"], "--gpus-per-trial must be 0 or more"),
+    (["--address", "127.0.0.1:1"], "cannot reach a Ray cluster at --address 127.0.0.1:1"),
+])
+def test_bad_search_options(tmp_path, args, fragment):
+    result = CliRunner().invoke(main, ["search", "--out", str(tmp_path / "x"), *args])
+    assert result.exit_code != 0 and fragment in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.ray
+def test_gpus_per_trial_on_a_cluster_without_gpu(local_ray):
+    from lcp_tune.config import ExperimentConfig
+    from lcp_tune.registry import LcpTuneError
+    from lcp_tune.search import check_cluster
+
+    with pytest.raises(LcpTuneError, match="cluster has none"):
+        check_cluster(ExperimentConfig().replace(**{"search.gpus_per_trial": 0.5}))
+    with pytest.raises(LcpTuneError, match="more than the 2 CPUs"):
+        check_cluster(ExperimentConfig().replace(**{"search.cpus_per_trial": 3}))
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_asha_stops_a_bad_candidate_early(tmp_path, local_ray):
+    """Candidates differ wildly at a tiny budget; ASHA must cut some after their first report."""
+    from lcp_tune.config import ExperimentConfig
+    from lcp_tune.workflow import run_search_experiment
+
+    config = ExperimentConfig().replace(**{
+        "arch": "resnet20_tiny", "prune.budget": 0.15, "search.num_samples": 8, "search.searcher": "random",
+        "search.scheduler": "asha", "search.tau_hat": 40, "search.report_every": 10,
+        "search.bound": 3.0, "search.bn_batches": 2, "base_train.epochs": 3, "finetune.epochs": 1})
+    lines: list[str] = []
+    report = run_search_experiment(config, tmp_path / "exp", log=lines.append)
+    import pandas as pd
+
+    trials = pd.read_parquet(tmp_path / "exp" / "trials.parquet")
+    assert len(trials) == 8
+    assert (trials["step"] < 40).sum() >= 1           # at least one stopped before all its steps
+    assert (trials["step"] == 40).sum() >= 1          # and the best ran them all
+    assert any("stopped early" in line for line in lines)
+    assert report["methods"]["lcp"]["search_objective"] <= trials.loc[trials["step"] == 40, "val_loss"].min() + 1e-12
