@@ -44,7 +44,7 @@ def train_base(arch: str, data: DataSplits, train: TrainConfig, seed: int,
             log(f"  base {arch}: epoch {epoch + 1}/{train.epochs}, train loss {loss:.3f}, "
                 f"{time.time() - start:.0f}s")
 
-    return fit(model, loader, train.epochs, train.lr, train.weight_decay, progress=progress)
+    return fit(model, loader, train, progress=progress)
 
 
 def obtain_base(config: ExperimentConfig, data: DataSplits,

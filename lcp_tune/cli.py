@@ -30,7 +30,10 @@ def _config_from_flags(space: Optional[str] = None, **flags) -> ExperimentConfig
     """Defaults, then the search-space preset, then only the flags the user gave (None = not given)."""
     from search_spaces import load_preset
 
-    changes: dict = {}
+    from .config import DEFAULT_RECIPE, recipe_changes
+
+    recipe = flags.pop("recipe", None) or DEFAULT_RECIPE.get(flags.get("data") or "digits", "digits")
+    changes: dict = recipe_changes(recipe)
     if space is not None:
         changes.update(load_preset(space))
         changes["search.space"] = space
@@ -63,7 +66,8 @@ def main() -> None:
 @click.option("--safeguard", type=float, help="Minimum kept fraction per channel group (default 0.1).")
 @click.option("--seed", type=int, help="Seed for splits, base model, searcher and trials (default 0).")
 @click.option("--checkpoint", help="Base model state_dict; without it a base model is trained and cached.")
-@click.option("--finetune-epochs", type=int, help="Epochs of the final fine-tune (default 15).")
+@click.option("--recipe", help="Training recipe: digits, cifar, imagenet or cub (default: by dataset).")
+@click.option("--finetune-epochs", type=int, help="Epochs of the final fine-tune (default: the recipe's).")
 @click.option("--cpus-per-trial", type=int, help="CPU threads per trial (default 1).")
 @click.option("--gpus-per-trial", type=float, help="GPUs per trial, fractional to share one (default 0).")
 @click.option("--max-concurrent", type=int, help="Trials at once (default: what the resources fit).")
@@ -109,16 +113,18 @@ def _analyze_finished(report: dict, log) -> None:
 @click.option("--arch", default="resnet20", show_default=True, help="Architecture name.")
 @click.option("--data", default="digits", show_default=True, help="Dataset name.")
 @click.option("--data-dir", help="Folder holding the dataset on disk (real datasets only).")
-@click.option("--epochs", type=int, help="Training epochs (default 30).")
+@click.option("--recipe", help="Training recipe: digits, cifar, imagenet or cub (default: by dataset).")
+@click.option("--epochs", type=int, help="Training epochs (default: the recipe's).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Where to write the state_dict (default: the cache).")
-def train(arch: str, data: str, data_dir: Optional[str], epochs: Optional[int], seed: int,
-          out: Optional[Path]) -> None:
-    """Train a base model and save its state_dict."""
+def train(arch: str, data: str, data_dir: Optional[str], recipe: Optional[str], epochs: Optional[int],
+          seed: int, out: Optional[Path]) -> None:
+    """Train a base model with a recipe, report its test accuracy and save its state_dict."""
     from .base_model import train_base_command
 
     try:
-        config = _config_from_flags(arch=arch, data=data, data_dir=data_dir, seed=seed, base_epochs=epochs)
+        config = _config_from_flags(arch=arch, data=data, data_dir=data_dir, seed=seed, base_epochs=epochs,
+                                    recipe=recipe)
         train_base_command(config, out, log=lambda s: click.echo(s))
     except LcpTuneError as exc:
         _fail(exc)

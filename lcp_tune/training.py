@@ -4,11 +4,14 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Optional
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+
+from .config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -16,22 +19,27 @@ class EvalResult:
     loss: float
     accuracy: float   # top-1, in [0, 1]
     samples: int
+    top5: float = float("nan")   # when there are more than 5 classes
 
 
 def evaluate(model: nn.Module, loader: Iterable) -> EvalResult:
     """Mean cross-entropy and top-1 accuracy over a loader, in eval mode."""
     was = model.training
     model.eval()
-    total_loss, correct, n = 0.0, 0, 0
+    total_loss, correct, correct5, n, classes = 0.0, 0, 0, 0, 0
     with torch.no_grad():
         for x, y in loader:
             x, y = to_device(x, y, model)
             out = model(x)
             total_loss += nn.functional.cross_entropy(out, y, reduction="sum").item()
             correct += (out.argmax(1) == y).sum().item()
+            classes = out.shape[1]
+            if classes > 5:
+                correct5 += (out.topk(5, 1).indices == y[:, None]).any(1).sum().item()
             n += y.numel()
     model.train(was)
-    return EvalResult(total_loss / max(n, 1), correct / max(n, 1), n)
+    top5 = correct5 / max(n, 1) if classes > 5 else float("nan")
+    return EvalResult(total_loss / max(n, 1), correct / max(n, 1), n, top5)
 
 
 def recalibrate_bn(model: nn.Module, loader: Iterable, num_batches: int) -> None:
@@ -69,14 +77,19 @@ def cycle(loader: Iterable) -> Iterator:
         yield from loader
 
 
-def sgd(model: nn.Module, lr: float, weight_decay: float = 5e-4, momentum: float = 0.9) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=True,
+def sgd(model: nn.Module, lr: float, weight_decay: float = 5e-4, momentum: float = 0.9,
+        nesterov: bool = True) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
                            weight_decay=weight_decay)
 
 
 def train_steps(model: nn.Module, batches: Iterator, steps: int, optimizer: torch.optim.Optimizer,
-                schedule: Optional[Callable[[int], float]] = None, start: int = 0) -> float:
-    """Run `steps` SGD steps from the endless `batches` iterator; returns the mean train loss."""
+                schedule: Optional[Callable[[int], float]] = None, start: int = 0,
+                label_smoothing: float = 0.0, amp: bool = False) -> float:
+    """Run `steps` SGD steps from the `batches` iterator; returns the mean train loss.
+
+    `amp` runs the forward pass in bfloat16 autocast on a GPU (no loss scaling needed).
+    """
     model.train()
     total = 0.0
     for i in range(steps):
@@ -84,7 +97,8 @@ def train_steps(model: nn.Module, batches: Iterator, steps: int, optimizer: torc
             for group in optimizer.param_groups:
                 group["lr"] = schedule(start + i)
         x, y = to_device(*next(batches), model)
-        loss = nn.functional.cross_entropy(model(x), y)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            loss = nn.functional.cross_entropy(model(x), y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -102,26 +116,75 @@ def cosine(lr: float, total_steps: int, warmup: int = 0) -> Callable[[int], floa
     return schedule
 
 
-def fit(model: nn.Module, train: DataLoader, epochs: int, lr: float, weight_decay: float = 5e-4,
-        val: Optional[DataLoader] = None, progress: Optional[Callable[[int, float, Optional[EvalResult]], None]] = None
-        ) -> nn.Module:
-    """Train for `epochs` with SGD + Nesterov and a cosine schedule; keep the best-on-val weights.
+def multistep(lr: float, steps_per_epoch: int, milestones: Sequence[int], gamma: float,
+              warmup: int = 0) -> Callable[[int], float]:
+    """lr x gamma at every milestone epoch (He et al. 2016; torchvision's reference recipe)."""
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        epoch = step // max(1, steps_per_epoch)
+        return lr * gamma ** sum(epoch >= m for m in milestones)
+    return schedule
 
-    With no validation loader the last epoch's weights are kept.
+
+def make_schedule(recipe: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    warmup = min(steps_per_epoch, 50) if recipe.warmup else 0
+    if recipe.schedule == "multistep":
+        return multistep(recipe.lr, steps_per_epoch, recipe.milestones, recipe.gamma, warmup)
+    return cosine(recipe.lr, recipe.epochs * steps_per_epoch, warmup)
+
+
+def fit(model: nn.Module, train: DataLoader, recipe: TrainConfig, val: Optional[DataLoader] = None,
+        progress: Optional[Callable[[int, float, Optional[EvalResult]], None]] = None,
+        checkpoint: Optional[Path] = None) -> nn.Module:
+    """Train with SGD + Nesterov under `recipe`; keep the best-on-validation weights.
+
+    With `checkpoint`, the full training state (weights, optimizer, epoch, best weights, the
+    shuffling generator) is saved after every epoch and a later call resumes from it, giving
+    the same result as an uninterrupted run. Without a validation loader the last epoch is kept.
     """
-    optimizer = sgd(model, lr, weight_decay)
+    optimizer = sgd(model, recipe.lr, recipe.weight_decay, recipe.momentum, recipe.nesterov)
     per_epoch = len(train)
-    schedule = cosine(lr, epochs * per_epoch, warmup=min(per_epoch, 50))
-    batches = cycle(train)
-    best_loss, best_state = math.inf, None
-    for epoch in range(epochs):
-        loss = train_steps(model, batches, per_epoch, optimizer, schedule, start=epoch * per_epoch)
+    schedule = make_schedule(recipe, per_epoch)
+    state = _load_fit_state(checkpoint, model, optimizer, train)
+    start_epoch, best_loss, best_state = state
+    amp = recipe.amp and next(model.parameters()).is_cuda
+    for epoch in range(start_epoch, recipe.epochs):
+        batches = iter(train)
+        loss = train_steps(model, batches, per_epoch, optimizer, schedule, start=epoch * per_epoch,
+                           label_smoothing=recipe.label_smoothing, amp=amp)
         result = evaluate(model, val) if val is not None else None
         if result is not None and result.loss < best_loss:
             best_loss = result.loss
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if checkpoint is not None:
+            _save_fit_state(checkpoint, model, optimizer, train, epoch + 1, best_loss, best_state)
         if progress is not None:
             progress(epoch, loss, result)
     if best_state is not None:
         model.load_state_dict(best_state)
     return model
+
+
+def _save_fit_state(path: Path, model, optimizer, train: DataLoader, epoch: int, best_loss: float,
+                    best_state: Optional[dict]) -> None:
+    state = {"epoch": epoch, "best_loss": best_loss, "model": model.state_dict(),
+             "optimizer": optimizer.state_dict(), "best": best_state or {}}
+    if getattr(train, "generator", None) is not None:
+        state["generator"] = train.generator.get_state()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _load_fit_state(path: Optional[Path], model, optimizer, train: DataLoader):
+    """(first epoch to run, best val loss, best weights) from a fine-tune checkpoint, if any."""
+    if path is None or not Path(path).is_file():
+        return 0, math.inf, None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if "generator" in state and getattr(train, "generator", None) is not None:
+        train.generator.set_state(state["generator"])
+    return int(state["epoch"]), float(state["best_loss"]), (state["best"] or None)

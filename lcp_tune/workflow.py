@@ -54,7 +54,8 @@ def validate_config(config: ExperimentConfig) -> None:
 
 
 def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConfig,
-                      data: DataSplits, log: Optional[Log] = None, label: str = "") -> tuple[torch.nn.Module, dict]:
+                      data: DataSplits, log: Optional[Log] = None, label: str = "",
+                      checkpoint: Optional[Path] = None) -> tuple[torch.nn.Module, dict]:
     """Prune with `vector`, fine-tune fully (best epoch on validation), test once."""
     plan = pruner.plan(vector, config.prune.budget, config.prune.resource)
     model = pruner.apply(plan)
@@ -62,10 +63,10 @@ def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConf
     ft = config.finetune
     train = data.loader("train", ft.batch_size, shuffle=True, seed=config.seed)
     recalibrate_bn(model, train, config.search.bn_batches)   # same start as the search's trials
-    fit(model, train, ft.epochs, ft.lr, ft.weight_decay, val=data.loader("val", 256),
-        progress=_epoch_logger(log, label, ft.epochs))
+    fit(model, train, ft, val=data.loader("val", 256), progress=_epoch_logger(log, label, ft.epochs),
+        checkpoint=checkpoint)
     test = test_accuracy(model, data)
-    return model, {"test_acc": test.accuracy, "test_loss": test.loss, "flops_ratio": plan.flops_ratio,
+    return model, {"test_acc": test.accuracy, "test_top5": test.top5, "test_loss": test.loss, "flops_ratio": plan.flops_ratio,
                    "params_ratio": plan.params_ratio, "flops": plan.flops, "params": plan.params,
                    "keep": dict(zip(plan.group_names, plan.keep_counts.tolist())), "plan": plan}
 
@@ -191,7 +192,8 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, stora
     log(f"fine-tuning the best candidate and the two baselines ({config.finetune.epochs} epochs each)")
     methods = {}
     for name, vector in (("lcp", outcome.best_vector), ("global", identity), ("uniform", uniform)):
-        model, result = finetune_and_test(pruner, vector, config, data, _progress_log(log, options), name)
+        model, result = finetune_and_test(pruner, vector, config, data, _progress_log(log, options), name,
+                                          checkpoint=exp.root / "finetune" / f"{name}.pt")
         plan = result.pop("plan")
         if name == "lcp":
             save_pruned(exp.pruned_dir, model, plan, config.arch, data.num_classes, data.input_shape)
@@ -242,7 +244,7 @@ def build_report(config: ExperimentConfig, base_acc: float, methods: dict, outco
     return {
         "experiment": str(outcome.experiment), "arch": config.arch, "data": config.data,
         "budget": config.prune.budget,
-        "resource": config.prune.resource, "base_test_acc": base_acc,
+        "resource": config.prune.resource, "base_test_acc": base_acc, "recipe": config.recipe,
         "pruned_test_acc": lcp["test_acc"], "gap": lcp["gap"], "flops_ratio": lcp["flops_ratio"],
         "params_ratio": lcp["params_ratio"], "num_trials": outcome.num_trials,
         "failed_trials": outcome.num_errors, "search_wall_time_s": outcome.wall_time_s,
