@@ -73,6 +73,7 @@ class CandidateEvaluator:
                       "keep": dict(zip(plan.group_names, plan.keep_counts.tolist()))}
             if report is not None:
                 report(result)
+        self.last_model = model   # for callers that test the recovered candidate (benchmarks)
         return result
 
 

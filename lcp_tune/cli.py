@@ -23,7 +23,7 @@ FLAG_KEYS = {"arch": "arch", "data": "data", "data_dir": "data_dir", "seed": "se
              "tau_hat": "search.tau_hat", "searcher": "search.searcher", "scheduler": "search.scheduler",
              "cpus_per_trial": "search.cpus_per_trial", "gpus_per_trial": "search.gpus_per_trial",
              "max_concurrent": "search.max_concurrent", "finetune_epochs": "finetune.epochs",
-             "base_epochs": "base_train.epochs"}
+             "base_epochs": "base_train.epochs", "method": "method"}
 
 
 def _config_from_flags(space: Optional[str] = None, **flags) -> ExperimentConfig:
@@ -56,6 +56,7 @@ def main() -> None:
 @click.option("--image-size", type=int, help="Input side override (default: the dataset's standard size).")
 @click.option("--workers", type=int, help="Data-loading worker processes (default 0).")
 @click.option("--budget", type=float, help="Fraction of the base FLOPs to keep, in (0, 1) (default 0.5).")
+@click.option("--method", help="lcp (learned, default), random (best random compensation), global or uniform.")
 @click.option("--space", help="Search-space preset: lcp (default), legr, or a path to a .yaml file.")
 @click.option("--num-samples", type=int, help="Search trials, warm starts included (default 32).")
 @click.option("--tau-hat", type=int, help="SGD steps of recovery per candidate (default 100).")
@@ -100,8 +101,8 @@ def _analyze_finished(report: dict, log) -> None:
     from analysis import write_analysis
 
     folder = report.get("experiment")
-    if not folder:
-        return
+    if not folder or not report.get("num_trials"):
+        return   # global / uniform run no search: there are no trials to analyse
     try:
         result = write_analysis([folder], strict=False)
         log(f"analysis: {result.report} and {len(result.plots)} plots in {Path(folder) / 'plots'}")

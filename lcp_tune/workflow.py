@@ -47,6 +47,8 @@ def validate_config(config: ExperimentConfig) -> None:
     from .search import SCHEDULERS
 
     SCHEDULERS.get(config.search.scheduler)
+    if config.method not in METHODS:
+        raise LcpTuneError(f"unknown method {config.method!r}: must be one of {', '.join(METHODS)}")
     if config.search.gpus_per_trial < 0:
         raise LcpTuneError(f"--gpus-per-trial must be 0 or more, got {config.search.gpus_per_trial:g}")
     if config.search.cpus_per_trial < 1:
@@ -107,6 +109,8 @@ def run_search_experiment(config: ExperimentConfig, out: Optional[Path] = None, 
                           options: RunOptions = RunOptions()) -> dict:
     """Run the whole LCP workflow for `config`; returns the report also saved as report.json."""
     validate_config(config)
+    if config.method == "random":
+        config = config.replace(**{"search.searcher": "random"})
     _preflight(options)
     data = load_experiment_data(config)
     progress = _progress_log(log, options)
@@ -179,34 +183,66 @@ def search_space(pruner: Pruner, config: ExperimentConfig, warm_starts: list[np.
     return SearchSpace.from_bounds(low, high, warm_starts)
 
 
+METHODS = ("lcp", "random", "global", "uniform")
+LABELS = {"lcp": "learned (LCP)", "random": "random search", "global": "global ranking", "uniform": "uniform"}
+
+
 def _search_and_finish(config, exp, data, base, pruner, identity, uniform, storage, log, options, resume):
+    """Search (lcp, random) or not (global, uniform), then recover, fine-tune and test."""
     base_test = test_accuracy(base, data)
     log(f"base model: test accuracy {base_test.accuracy:.4f}")
-    space = search_space(pruner, config, [identity, uniform])
-    run_key = hashlib.sha256(f"{file_hash(exp.base_path)}{config.to_dict()}".encode()).hexdigest()[:16]
-    outcome = _search(config, exp, base, space, storage, run_key, log, options, resume)
-    outcome.experiment = exp.root
-    write_json(exp.compensation_path, compensation_record(pruner, outcome.best_vector, config,
-                                                          file_hash(exp.base_path)))
-    outcome.table.to_parquet(exp.trials_path)
-    log(f"fine-tuning the best candidate and the two baselines ({config.finetune.epochs} epochs each)")
+    warm = {"global": identity, "uniform": uniform}
+    outcome = None
+    if config.method in ("lcp", "random"):
+        # random search is the baseline "best of N random compensations": no warm starts
+        space = search_space(pruner, config, [identity, uniform] if config.method == "lcp" else [])
+        run_key = hashlib.sha256(f"{file_hash(exp.base_path)}{config.to_dict()}".encode()).hexdigest()[:16]
+        outcome = _search(config, exp, base, space, storage, run_key, log, options, resume)
+        outcome.table.to_parquet(exp.trials_path)
+        chosen = outcome.best_vector
+    else:
+        chosen = warm[config.method]
+    write_json(exp.compensation_path, compensation_record(pruner, chosen, config, file_hash(exp.base_path)))
+    recovery = _recover(config, base, data, {config.method: chosen, **warm})
+    names = [config.method] + (["global", "uniform"] if config.method == "lcp" else [])
+    log(f"fine-tuning {', '.join(LABELS[n] for n in names)} ({config.finetune.epochs} epochs each)")
     methods = {}
-    for name, vector in (("lcp", outcome.best_vector), ("global", identity), ("uniform", uniform)):
+    for name in names:
+        vector = chosen if name == config.method else warm[name]
         model, result = finetune_and_test(pruner, vector, config, data, _progress_log(log, options), name,
                                           checkpoint=exp.root / "finetune" / f"{name}.pt")
         plan = result.pop("plan")
-        if name == "lcp":
+        if name == config.method:
             save_pruned(exp.pruned_dir, model, plan, config.arch, data.num_classes, data.input_shape)
         result["gap"] = base_test.accuracy - result["test_acc"]
+        result.update(recovery[name])
         methods[name] = result
-    methods["lcp"]["search_objective"] = outcome.best_objective
-    methods["global"]["search_objective"] = outcome.warm_objectives.get("identity")
-    methods["uniform"]["search_objective"] = outcome.warm_objectives.get("uniform")
-    report = build_report(config, base_test.accuracy, methods, outcome)
+    if outcome is not None:   # the search's own number for its best trial
+        methods[config.method]["search_objective"] = outcome.best_objective
+    report = build_report(config, base_test.accuracy, methods, outcome, recovery)
+    report["experiment"] = str(exp.root)
     write_json(exp.report_path, report)
     log(format_report(report))
-    log(f"results: {exp.root}  (report.json, pruned/, compensation.json, trials.parquet, search/)")
+    log(f"results: {exp.root}")
     return report
+
+
+def _recover(config: ExperimentConfig, base: torch.nn.Module, data: DataSplits,
+             vectors: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Each candidate's search objective and its test accuracy right after the short recovery.
+
+    Evaluated in this process exactly as a trial does (same seed and batches), so every method's
+    report carries the objective of its own compensation and of both warm starts.
+    """
+    from .candidate import CandidateEvaluator
+
+    evaluator = CandidateEvaluator(config, base.state_dict(), data)
+    out = {}
+    for name, vector in vectors.items():
+        result = evaluator.evaluate(vector)
+        out[name] = {"search_objective": result["val_loss"],
+                     "recovery_test_acc": test_accuracy(evaluator.last_model, data).accuracy}
+    return out
 
 
 def _progress_log(log: Log, options: RunOptions) -> Log:
@@ -239,35 +275,43 @@ def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, sp
     return outcome
 
 
-def build_report(config: ExperimentConfig, base_acc: float, methods: dict, outcome) -> dict:
-    lcp = methods["lcp"]
+def build_report(config: ExperimentConfig, base_acc: float, methods: dict, outcome, recovery: dict) -> dict:
+    chosen = methods[config.method]
     return {
-        "experiment": str(outcome.experiment), "arch": config.arch, "data": config.data,
-        "budget": config.prune.budget,
-        "resource": config.prune.resource, "base_test_acc": base_acc, "recipe": config.recipe,
-        "pruned_test_acc": lcp["test_acc"], "gap": lcp["gap"], "flops_ratio": lcp["flops_ratio"],
-        "params_ratio": lcp["params_ratio"], "num_trials": outcome.num_trials,
-        "failed_trials": outcome.num_errors, "search_wall_time_s": outcome.wall_time_s,
-        "searcher": config.search.searcher, "methods": methods,
+        "arch": config.arch, "data": config.data, "budget": config.prune.budget,
+        "resource": config.prune.resource, "method": config.method, "base_test_acc": base_acc,
+        "recipe": config.recipe, "pruned_test_acc": chosen["test_acc"], "gap": chosen["gap"],
+        "flops_ratio": chosen["flops_ratio"], "params_ratio": chosen["params_ratio"],
+        "search_objective": chosen["search_objective"],
+        "warm_start_objectives": {"global": recovery["global"]["search_objective"],
+                                  "uniform": recovery["uniform"]["search_objective"]},
+        "num_trials": outcome.num_trials if outcome else 0,
+        "failed_trials": outcome.num_errors if outcome else 0,
+        "search_wall_time_s": outcome.wall_time_s if outcome else 0.0,
+        "searcher": config.search.searcher if config.method == "lcp" else ("random" if outcome else None),
+        "methods": methods,
     }
 
 
 def format_report(report: dict) -> str:
-    """The final table printed at the end of a search."""
+    """The final table printed at the end of a run."""
+    search = (f"search: {report['num_trials']} trials ({report['searcher']}), {report['search_wall_time_s']:.0f}s"
+              if report.get("num_trials") else "no search")
     lines = [
         "",
         f"lcp-tune report: {report['arch']} on {report['data']}, budget {report['budget']:g} of base "
-        f"{report['resource']}",
-        f"base test accuracy {report['base_test_acc'] * 100:.2f}%   search: {report['num_trials']} trials "
-        f"({report['searcher']}), {report['search_wall_time_s']:.0f}s",
+        f"{report['resource']}, method {report.get('method', 'lcp')}",
+        f"base test accuracy {report['base_test_acc'] * 100:.2f}%   {search}",
         "",
-        f"{'method':<22}{'test acc':>10}{'gap':>9}{'FLOPs':>9}{'params':>9}{'search obj':>12}",
+        f"{'method':<18}{'test acc':>10}{'gap':>9}{'FLOPs':>8}{'params':>8}{'search obj':>12}{'after recovery':>16}",
     ]
-    labels = {"lcp": "learned (LCP)", "global": "global ranking", "uniform": "uniform"}
     for name, m in report["methods"].items():
         obj = m.get("search_objective")
-        lines.append(f"{labels.get(name, name):<22}{m['test_acc'] * 100:>9.2f}%{m['gap'] * 100:>8.2f}%"
-                     f"{m['flops_ratio']:>9.3f}{m['params_ratio']:>9.3f}"
-                     f"{(f'{obj:.4f}' if obj is not None else '-'):>12}")
-    lines.append("(search obj: validation loss after the short recovery; lower is better)")
+        rec = m.get("recovery_test_acc")
+        lines.append(f"{LABELS.get(name, name):<18}{m['test_acc'] * 100:>9.2f}%{m['gap'] * 100:>8.2f}%"
+                     f"{m['flops_ratio']:>8.3f}{m['params_ratio']:>8.3f}"
+                     f"{(f'{obj:.4f}' if obj is not None else '-'):>12}"
+                     f"{(f'{rec * 100:.2f}%' if rec is not None else '-'):>16}")
+    lines.append("(search obj: validation loss after the short recovery, lower is better; after recovery: "
+                 "test accuracy before the full fine-tune)")
     return "\n".join(lines)

@@ -51,3 +51,4 @@ def make_searcher(name: str, space: SearchSpace, seed: int, metric: str = "val_l
 
 
 from . import optuna_samplers  # noqa: E402,F401  (registers tpe, cmaes, gp, random)
+from . import native  # noqa: E402,F401  (registers evolution, regression)
