@@ -14,12 +14,13 @@ from .metrics import METRICS, list_metrics, channel_metrics
 from .compensation import COMPENSATIONS, list_compensations, Compensation
 from .resources import CostModel, measure_cost
 from .planner import Plan, plan_keep
-from .surgery import prune_model, verify_pruned, rebuild_pruned
+from .surgery import prune_model, rebuild_pruned
+from .check import verify_pruned, check_equivalent
 from .pruner import Pruner
 
 __all__ = [
     "PruningError", "UnreachableBudgetError", "PruningCheckError", "ChannelGroup",
     "ChannelStructure", "DimSlice", "LayerInfo", "trace_structure", "METRICS", "list_metrics",
     "channel_metrics", "COMPENSATIONS", "list_compensations", "Compensation", "CostModel",
-    "measure_cost", "Plan", "plan_keep", "prune_model", "verify_pruned", "rebuild_pruned", "Pruner",
+    "measure_cost", "Plan", "plan_keep", "prune_model", "verify_pruned", "check_equivalent", "rebuild_pruned", "Pruner",
 ]

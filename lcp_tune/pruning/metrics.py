@@ -93,7 +93,7 @@ def bn_metric(model: nn.Module, structure: ChannelStructure, batches: Batches = 
 def taylor_metric(model: nn.Module, structure: ChannelStructure, batches: Batches = None) -> list[np.ndarray]:
     """First-order Taylor |activation x gradient| per output channel (Molchanov et al. 2019).
 
-    Needs a few training batches; the model's weights are left untouched (gradients cleared).
+    Needs a few training batches; the model's weights and BN statistics are left untouched.
     """
     if batches is None:
         raise PruningError("metric 'taylor' needs training batches; pass batches or use l1, l2 or bn")
@@ -112,6 +112,7 @@ def taylor_metric(model: nn.Module, structure: ChannelStructure, batches: Batche
 
     hooks = [modules[n].register_forward_hook(make_hook(n)) for n in producers]
     was_training = model.training
+    buffers = {n: b.clone() for n, b in model.named_buffers()}   # BN statistics move in train mode
     model.train()
     try:
         seen = 0
@@ -126,6 +127,9 @@ def taylor_metric(model: nn.Module, structure: ChannelStructure, batches: Batche
             h.remove()
         model.zero_grad(set_to_none=True)
         model.train(was_training)
+        with torch.no_grad():
+            for name, value in model.named_buffers():
+                value.copy_(buffers[name])
     return _mean_over_producers(model, structure, "taylor", lambda m: _lookup(sums, modules, m))
 
 

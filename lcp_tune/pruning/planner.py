@@ -56,15 +56,25 @@ class Plan:
         return cls(**fields)
 
 
-def min_keep(sizes: np.ndarray, safeguard: float, round_to: int = 1) -> np.ndarray:
+def group_steps(structure, round_to: int = 1) -> np.ndarray:
+    """Granularity of every group's keep count: `round_to`, and a multiple of its partitions.
+
+    A group that reaches a grouped conv with P groups keeps P channels at a time (one per
+    conv-group); with round_to r it keeps lcm(P, r) at a time.
+    """
+    parts = np.array([g.partitions for g in structure.groups], dtype=np.int64)
+    return np.lcm(parts, max(1, int(round_to)))
+
+
+def min_keep(sizes: np.ndarray, safeguard: float, round_to=1) -> np.ndarray:
     """Smallest keep count per group: max(1, ceil(safeguard * n)), rounded up to `round_to`."""
     floor = np.maximum(1, np.ceil(safeguard * sizes - 1e-9)).astype(np.int64)
     return round_up(floor, sizes, round_to)
 
 
-def round_up(keep: np.ndarray, sizes: np.ndarray, round_to: int) -> np.ndarray:
-    """Round keep counts up to multiples of `round_to` (hardware-friendly widths), capped at n."""
-    if round_to <= 1:
+def round_up(keep: np.ndarray, sizes: np.ndarray, round_to) -> np.ndarray:
+    """Round keep counts up to multiples of `round_to` (an int or one step per group), capped at n."""
+    if np.all(np.asarray(round_to) <= 1):
         return keep
     return np.minimum(sizes, -(-keep // round_to) * round_to)
 
@@ -84,38 +94,67 @@ def plan_keep(scores: list[np.ndarray], cost: CostModel, budget: float, resource
     check_budget(budget)
     if not 0.0 <= safeguard < 1.0:
         raise PruningError(f"safeguard must be in [0, 1), got {safeguard}")
+    if int(round_to) < 1:
+        raise PruningError(f"round_to must be a positive channel count, got {round_to}")
     sizes = cost.structure.group_sizes
-    floor = min_keep(sizes, safeguard, round_to)
-    limit = budget * cost.base[resource]
+    steps = group_steps(cost.structure, round_to)
+    floor = min_keep(sizes, safeguard, steps)
+    limit = budget * cost.base[resource] * (1 + 1e-12)
     smallest = float(cost.cost(floor, resource))
-    if smallest > limit * (1 + 1e-12):
+    if smallest > limit:
         raise UnreachableBudgetError(
             f"budget {budget:g} of the base {resource} is unreachable with safeguard {safeguard:g}: "
             f"the smallest reachable is {smallest / cost.base[resource]:.4f}")
-    flat = np.concatenate(scores)
-    group_of = np.repeat(np.arange(len(scores)), sizes)
-    ranked_groups = group_of[np.argsort(-flat, kind="stable")]
+    order = np.argsort(-np.concatenate(scores), kind="stable")
+    ranked_groups = np.repeat(np.arange(len(scores)), sizes)[order]
+    j = largest_fitting_prefix(ranked_groups, cost, floor, steps, limit, resource)
+    keep = keep_counts(ranked_groups, j, floor, sizes, steps)
+    return make_plan(scores, keep, cost, budget, resource)
 
-    def keep_at(j: int) -> np.ndarray:
-        counts = np.bincount(ranked_groups[:j], minlength=len(sizes))
-        return round_up(np.maximum(floor, counts), sizes, round_to)
 
-    lo, hi = 0, len(flat)        # invariant: keep_at(lo) fits; find the largest j that fits
+def keep_counts(ranked_groups: np.ndarray, j: int, floor: np.ndarray, sizes: np.ndarray,
+                steps: np.ndarray) -> np.ndarray:
+    """Keep counts when the `j` globally top-ranked channels survive (floor and steps applied)."""
+    counts = np.bincount(ranked_groups[:j], minlength=len(sizes))
+    return round_up(np.maximum(floor, counts), sizes, steps)
+
+
+def largest_fitting_prefix(ranked_groups: np.ndarray, cost: CostModel, floor: np.ndarray,
+                           steps: np.ndarray, limit: float, resource: str) -> int:
+    """Binary search for the most top-ranked channels whose network fits `limit`.
+
+    Cost is monotone in the prefix length, so this equals the papers' greedy (drop the lowest
+    channel until the budget holds) in O(log N) cost evaluations instead of O(N).
+    """
+    sizes = cost.structure.group_sizes
+    lo, hi = 0, len(ranked_groups)       # invariant: prefix lo fits
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if cost.cost(keep_at(mid), resource) <= limit * (1 + 1e-12):
+        if cost.cost(keep_counts(ranked_groups, mid, floor, sizes, steps), resource) <= limit:
             lo = mid
         else:
             hi = mid - 1
-    keep = keep_at(lo)
-    return make_plan(scores, keep, cost, budget, resource)
+    return lo
 
 
 def make_plan(scores: list[np.ndarray], keep: np.ndarray, cost: CostModel, budget: float,
               resource: str) -> Plan:
-    """Freeze keep counts into a Plan keeping each group's top-scored channels."""
-    kept = tuple(tuple(sorted(np.argsort(-s, kind="stable")[:k].tolist())) for s, k in zip(scores, keep))
+    """Freeze keep counts into a Plan keeping each group's top-scored channels.
+
+    In a partitioned group (one feeding a grouped conv) every partition keeps its own top
+    keep / partitions channels.
+    """
     structure = cost.structure
-    return Plan(tuple(structure.group_names), tuple(int(n) for n in structure.group_sizes), kept,
+    kept = []
+    for group, s, k in zip(structure.groups, scores, keep):
+        ranked = np.argsort(-s, kind="stable")
+        if group.partitions > 1:
+            per_part = int(k) // group.partitions
+            labels = group.part_of[ranked]
+            ranked = np.concatenate([ranked[labels == p][:per_part] for p in range(group.partitions)])
+        else:
+            ranked = ranked[:k]
+        kept.append(tuple(np.sort(ranked).tolist()))
+    return Plan(tuple(structure.group_names), tuple(int(n) for n in structure.group_sizes), tuple(kept),
                 int(round(float(cost.flops(keep)))), int(round(float(cost.params(keep)))),
                 int(round(cost.base["flops"])), int(round(cost.base["params"])), float(budget), resource)

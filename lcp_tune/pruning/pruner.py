@@ -15,7 +15,8 @@ from .groups import trace_structure
 from .metrics import Batches, channel_metrics
 from .planner import Plan, check_budget, plan_keep
 from .resources import CostModel
-from .surgery import prune_model, verify_pruned
+from .check import verify_pruned
+from .surgery import prune_model
 from .warmstart import uniform_keep, uniform_shifts
 
 
@@ -43,6 +44,7 @@ class Pruner:
         self.cost = CostModel(self.structure)
         self.metrics = channel_metrics(metric, model, self.structure, batches)
         self.sigma = pooled_scale(self.metrics)
+        self._equivalence_checked = False
 
     @property
     def group_names(self) -> list[str]:
@@ -73,8 +75,21 @@ class Pruner:
         return plan_keep(self.scores(vector), self.cost, budget, resource, self.safeguard, self.round_to)
 
     def apply(self, plan: Plan, model: Optional[nn.Module] = None, check: bool = True) -> nn.Module:
-        """A physically smaller copy of `model` (default: the base), checked against `plan`."""
-        pruned = prune_model(self.model if model is None else model, self.structure, plan)
+        """A physically smaller copy of `model` (default: the base), checked against `plan`.
+
+        With `check`, widths, parameters, FLOPs and output shape are verified on every call
+        (one forward pass), and the first call also compares the pruned model's layer outputs
+        with the base's (see check.py): a mis-wired channel is caught once per structure.
+        """
+        source = self.model if model is None else model
+        pruned = prune_model(source, self.structure, plan)
         if check:
-            verify_pruned(pruned, self.structure, self.cost, plan)
+            base = None if self._equivalence_checked else source
+            verify_pruned(pruned, self.structure, self.cost, plan, base=base)
+            self._equivalence_checked = True
         return pruned
+
+    @property
+    def excluded(self) -> dict[str, str]:
+        """Channel groups left unpruned, with the reason (e.g. an unsupported layer)."""
+        return self.structure.excluded

@@ -49,6 +49,11 @@ class CostModel:
         self.in_const[depthwise] = 1.0   # in_channels / groups stays 1
         self.in_const[norm] = 0.0
         self.out_const = out_dim - self.A_out @ structure.group_sizes
+        # a grouped conv's weight sees in / groups inputs per output channel
+        conv_groups = np.array([structure.layers[n].groups if k == "grouped" else 1
+                                for n, k in zip(names, kinds)], dtype=float)
+        self.A_in /= conv_groups[:, None]
+        self.in_const /= conv_groups
         layers = [structure.layers[n] for n in names]
         self.macs = np.array([l.macs_per_unit for l in layers], dtype=float)
         self.w_per_unit = np.array([l.params_per_unit for l in layers], dtype=float)

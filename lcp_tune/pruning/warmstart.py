@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .planner import min_keep, round_up
+from .planner import group_steps, min_keep, round_up
 from .resources import CostModel
 
 
@@ -18,11 +18,12 @@ def uniform_keep(cost: CostModel, budget: float, resource: str = "flops", safegu
                  round_to: int = 1) -> np.ndarray:
     """Keep counts of uniform pruning: the largest common fraction p that meets the budget."""
     sizes = cost.structure.group_sizes
-    floor = min_keep(sizes, safeguard, round_to)
+    steps = group_steps(cost.structure, round_to)
+    floor = min_keep(sizes, safeguard, steps)
     limit = budget * cost.base[resource]
 
     def keep(p: float) -> np.ndarray:
-        return round_up(np.maximum(floor, np.floor(p * sizes + 1e-9).astype(np.int64)), sizes, round_to)
+        return round_up(np.maximum(floor, np.floor(p * sizes + 1e-9).astype(np.int64)), sizes, steps)
 
     lo, hi = 0.0, 1.0
     for _ in range(60):
