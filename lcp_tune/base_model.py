@@ -15,6 +15,7 @@ from .checkpoints import load_into, load_state_dict, save_state_dict
 from .config import ExperimentConfig, TrainConfig
 from .data import DataSplits
 from .models import build_model
+from .registry import LcpTuneError
 from .training import EvalResult, evaluate, fit
 
 
@@ -32,10 +33,11 @@ def base_cache_path(arch: str, data: str, seed: int, train: TrainConfig, **data_
 
 
 def train_base(arch: str, data: DataSplits, train: TrainConfig, seed: int,
-               log: Optional[Callable[[str], None]] = None) -> nn.Module:
-    """Train a base model from scratch on the training split (fixed epochs, last weights)."""
+               log: Optional[Callable[[str], None]] = None, model: Optional[nn.Module] = None) -> nn.Module:
+    """Train a base model on the training split (fixed epochs, last weights), from scratch
+    unless a starting `model` is given."""
     torch.manual_seed(seed)
-    model = build_model(arch, data.num_classes, data.input_shape[0])
+    model = model if model is not None else build_model(arch, data.num_classes, data.input_shape[0])
     loader = data.loader("train", train.batch_size, shuffle=True, seed=seed)
     start = time.time()
 
@@ -47,13 +49,30 @@ def train_base(arch: str, data: DataSplits, train: TrainConfig, seed: int,
     return fit(model, loader, train, progress=progress)
 
 
+def initial_model(config: ExperimentConfig, data: DataSplits) -> nn.Module:
+    """Where base training starts: random weights, torchvision's pretrained ones, or a checkpoint
+    with `checkpoint_classes` outputs whose head is replaced for the data's classes."""
+    from .pretrained import adapt_head, pretrained_model
+
+    if config.pretrained:
+        return pretrained_model(config.arch, data.num_classes, data.input_shape)
+    classes = config.checkpoint_classes or data.num_classes
+    model = build_model(config.arch, classes, data.input_shape[0])
+    if config.checkpoint:
+        load_into(model, load_state_dict(config.checkpoint), config.checkpoint, config.arch)
+    return adapt_head(model, data.num_classes, data.input_shape)
+
+
 def obtain_base(config: ExperimentConfig, data: DataSplits,
                 log: Optional[Callable[[str], None]] = None) -> tuple[nn.Module, Path]:
     """The base model of an experiment: the user's checkpoint, the cached one, or a new one."""
     model = build_model(config.arch, data.num_classes, data.input_shape[0])
-    if config.checkpoint:
+    if config.checkpoint and not config.checkpoint_classes:
         load_into(model, load_state_dict(config.checkpoint), config.checkpoint, config.arch)
         return model, Path(config.checkpoint)
+    if config.checkpoint or config.pretrained:
+        raise LcpTuneError("a search needs a base model trained for the data's classes: first run "
+                           "`lcp-tune train` with --pretrained or --num-classes, then pass its output as --checkpoint")
     settings = {"data_dir": config.data_dir, "image_size": config.image_size}
     if (config.val_fraction, config.subset) != (0.15, 1.0):
         settings.update(val_fraction=config.val_fraction, subset=config.subset)
@@ -82,6 +101,15 @@ def train_base_command(config: ExperimentConfig, out: Optional[Path],
 
     validate_config(config)
     data = load_experiment_data(config)
+    if config.pretrained or config.checkpoint:
+        start = initial_model(config, data)
+        log(f"training {config.arch} on {config.data} from {'torchvision weights' if config.pretrained else config.checkpoint}")
+        model = train_base(config.arch, data, config.base_train, config.seed, log, model=start)
+        path = Path(out) if out else base_cache_path(config.arch, config.data, config.seed, config.base_train,
+                                                     start=str(config.checkpoint or "pretrained"))
+        save_state_dict(model, path)
+        log(f"test accuracy {test_accuracy(model, data).accuracy:.4f}; saved {path}")
+        return path
     model, cached = obtain_base(config, data, log)
     path = Path(out) if out else cached
     if out:

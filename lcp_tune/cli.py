@@ -117,15 +117,20 @@ def _analyze_finished(report: dict, log) -> None:
 @click.option("--recipe", help="Training recipe: digits, cifar, imagenet or cub (default: by dataset).")
 @click.option("--epochs", type=int, help="Training epochs (default: the recipe's).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--pretrained", is_flag=True, help="Start from torchvision's pretrained weights (downloads them).")
+@click.option("--checkpoint", help="Start from this state_dict instead of random weights.")
+@click.option("--num-classes", type=int, help="Classes of the --checkpoint's head, when not the data's: the head is replaced.")
 @click.option("--out", type=click.Path(path_type=Path), help="Where to write the state_dict (default: the cache).")
 def train(arch: str, data: str, data_dir: Optional[str], recipe: Optional[str], epochs: Optional[int],
-          seed: int, out: Optional[Path]) -> None:
+          seed: int, pretrained: bool, checkpoint: Optional[str], num_classes: Optional[int],
+          out: Optional[Path]) -> None:
     """Train a base model with a recipe, report its test accuracy and save its state_dict."""
     from .base_model import train_base_command
 
     try:
         config = _config_from_flags(arch=arch, data=data, data_dir=data_dir, seed=seed, base_epochs=epochs,
-                                    recipe=recipe)
+                                    recipe=recipe, checkpoint=checkpoint)
+        config = config.replace(pretrained=pretrained, checkpoint_classes=num_classes)
         train_base_command(config, out, log=lambda s: click.echo(s))
     except LcpTuneError as exc:
         _fail(exc)

@@ -104,6 +104,8 @@ class ExperimentConfig:
     workers: int = 0             # data-loading processes (0: load in the training process)
     seed: int = 0
     checkpoint: Optional[str] = None
+    pretrained: bool = False     # start base training from torchvision's pretrained weights
+    checkpoint_classes: Optional[int] = None   # --num-classes: the checkpoint's head size, if not the data's
     prune: PruneConfig = field(default_factory=PruneConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     method: str = "lcp"          # lcp (learned), random (best random), global or uniform (no search)

@@ -82,3 +82,36 @@ def test_train_writes_a_loadable_state_dict(tmp_path):
     model = build_model("resnet20_tiny", 10, 1)
     model.load_state_dict(state)
     assert "test accuracy" in result.output
+
+
+def test_train_from_a_checkpoint_with_another_head(tmp_path):
+    """An ImageNet-style checkpoint (1000 classes) becomes a 10-class base: the head is replaced."""
+    start = tmp_path / "start.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in build_model("resnet20_tiny", 1000, 1).state_dict().items()}},
+               start)
+    out = tmp_path / "base.pt"
+    result = run("train", "--arch", "resnet20_tiny", "--epochs", "1", "--checkpoint", str(start),
+                 "--num-classes", "1000", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    state = torch.load(out, weights_only=True)
+    assert state["fc.weight"].shape == (10, 16)
+    kept = torch.load(start, weights_only=True)["state_dict"]["module.conv1.weight"]
+    assert state["conv1.weight"].shape == kept.shape
+
+
+def test_pretrained_without_internet_is_one_clear_line(monkeypatch, tmp_path):
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(torchvision.models, "get_model", offline)
+    result = run("train", "--arch", "resnet18", "--data", "digits", "--pretrained", "--out", str(tmp_path / "b.pt"))
+    assert_one_line_error(result, "--pretrained", "resnet18", "--checkpoint")
+
+
+def test_search_with_a_checkpoint_of_another_class_count_names_the_head(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    torch.save(build_model("resnet20_tiny", 1000, 1).state_dict(), ckpt)
+    result = run("search", "--arch", "resnet20_tiny", "--checkpoint", str(ckpt), "--out", str(tmp_path / "e"))
+    assert_one_line_error(result, "fc.weight", "(1000, 16)", "(10, 16)")
