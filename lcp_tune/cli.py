@@ -154,8 +154,10 @@ def list_choices() -> None:
 
 def _register_subcommands() -> None:
     from .cli_analyze import analyze
+    from .cli_export import export
 
     main.add_command(analyze)
+    main.add_command(export)
     try:
         from .cli_prune import prune
     except ImportError:   # pragma: no cover  (the prune command ships with the engine)
