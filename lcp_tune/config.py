@@ -109,6 +109,7 @@ class ExperimentConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     method: str = "lcp"          # lcp (learned), random (best random), global or uniform (no search)
+    baselines: bool = True       # lcp also fine-tunes global and uniform, to show what the search bought
     recipe: str = "digits"       # the training recipe base_train and finetune came from
     base_train: TrainConfig = field(default_factory=lambda: RECIPES["digits"]["base"])
     finetune: TrainConfig = field(default_factory=lambda: RECIPES["digits"]["finetune"])

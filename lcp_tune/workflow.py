@@ -74,15 +74,18 @@ def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConf
 
 
 def _epoch_logger(log: Optional[Log], label: str, epochs: int):
-    """A progress line every fifth of the fine-tune: long steps never look frozen."""
+    """A progress bar line every tenth of the fine-tune: long training never looks frozen."""
     if log is None:
         return None
     start = time.time()
 
     def progress(epoch: int, loss: float, val) -> None:
-        if (epoch + 1) % max(1, epochs // 5) == 0 or epoch + 1 == epochs:
-            log(f"  fine-tune {label}: epoch {epoch + 1}/{epochs}, train loss {loss:.3f}, "
-                f"val acc {val.accuracy:.4f}, {time.time() - start:.0f}s")
+        done = epoch + 1
+        if done % max(1, epochs // 10) == 0 or done == epochs:
+            bar = "#" * round(20 * done / epochs)
+            elapsed = time.time() - start
+            log(f"  fine-tune {label:<8} [{bar:<20}] epoch {done}/{epochs}  train loss {loss:.3f}  "
+                f"val acc {val.accuracy:.4f}  {elapsed:.0f}s, ~{elapsed / done * (epochs - done):.0f}s left")
     return progress
 
 
@@ -204,7 +207,7 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, stora
         chosen = warm[config.method]
     write_json(exp.compensation_path, compensation_record(pruner, chosen, config, file_hash(exp.base_path)))
     recovery = _recover(config, base, data, {config.method: chosen, **warm})
-    names = [config.method] + (["global", "uniform"] if config.method == "lcp" else [])
+    names = [config.method] + (["global", "uniform"] if config.method == "lcp" and config.baselines else [])
     log(f"fine-tuning {', '.join(LABELS[n] for n in names)} ({config.finetune.epochs} epochs each)")
     methods = {}
     for name in names:
