@@ -194,3 +194,13 @@ def check_survives_failures(make: Factory, num_trials: int = 16, seed: int = 0) 
     x = vectors(history, space)
     assert x.shape == (num_trials, len(space.keys)) and np.all(np.isfinite(x))
     assert any(v is not None and math.isfinite(v) for _, v in history)
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    """A CLI result (click's CliRunner) failed with one line naming every fragment, no traceback."""
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    message = result.output.strip()
+    assert len(message.splitlines()) == 1, message
+    for fragment in fragments:
+        assert fragment in message, message

@@ -19,6 +19,7 @@ from lcp_tune.cli_analyze import analyze
 from lcp_tune.config import ExperimentConfig
 from lcp_tune.registry import LcpTuneError
 from lcp_tune.workflow import run_search_experiment
+from lcp_tune.testing import assert_one_line_error
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 NUM_TRIALS = 5
@@ -52,13 +53,6 @@ def edit_config(folder, **changes):
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    message = result.output.strip()
-    assert len(message.splitlines()) == 1, message
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 def test_one_row_per_trial_with_named_columns(experiment):

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from lcp_tune.cli import main
 from lcp_tune.models import build_model
+from lcp_tune.testing import assert_one_line_error
 
 
 def run(*args):
@@ -14,13 +15,6 @@ def run(*args):
     return result
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    message = result.output.strip()
-    assert len(message.splitlines()) == 1, message
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 @pytest.mark.parametrize("args, fragments", [

@@ -23,6 +23,7 @@ from lcp_tune.models import build_model
 from lcp_tune.pruned_io import save_pruned
 from lcp_tune.pruning import Pruner
 from lcp_tune.registry import LcpTuneError
+from lcp_tune.testing import assert_one_line_error
 
 ARCH, SHAPE = "resnet20_tiny", (1, 8, 8)
 FAST = Timing(warmup=1, min_runs=2, max_runs=3, budget_s=0.01)
@@ -59,13 +60,6 @@ def run(*args):
     return CliRunner().invoke(export, [str(a) for a in args])
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    message = result.output.strip()
-    assert len(message.splitlines()) == 1, message
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 def _needs(fmt: str) -> None:

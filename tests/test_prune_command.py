@@ -14,6 +14,7 @@ from lcp_tune.checkpoints import file_hash, save_state_dict
 from lcp_tune.cli_prune import prune, spread_values
 from lcp_tune.models import build_model
 from lcp_tune.pruning import Pruner
+from lcp_tune.testing import assert_one_line_error
 
 ARCH, SHAPE = "resnet20_tiny", ("--input-shape", "1", "8", "8")
 
@@ -22,13 +23,6 @@ def run(*args):
     return CliRunner().invoke(prune, [str(a) for a in args])
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
-    message = result.output.strip()
-    assert len(message.splitlines()) == 1, message
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 @pytest.fixture(scope="module")
