@@ -114,6 +114,7 @@ def _analyze_finished(report: dict, log) -> None:
 @click.option("--arch", default="resnet20", show_default=True, help="Architecture name.")
 @click.option("--data", default="digits", show_default=True, help="Dataset name.")
 @click.option("--data-dir", help="Folder holding the dataset on disk (real datasets only).")
+@click.option("--image-size", type=int, help="Input side override (default: the dataset's standard size).")
 @click.option("--recipe", help="Training recipe: digits, cifar, imagenet or cub (default: by dataset).")
 @click.option("--epochs", type=int, help="Training epochs (default: the recipe's).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -121,7 +122,8 @@ def _analyze_finished(report: dict, log) -> None:
 @click.option("--checkpoint", help="Start from this state_dict instead of random weights.")
 @click.option("--num-classes", type=int, help="Classes of the --checkpoint's head, when not the data's: the head is replaced.")
 @click.option("--out", type=click.Path(path_type=Path), help="Where to write the state_dict (default: the cache).")
-def train(arch: str, data: str, data_dir: Optional[str], recipe: Optional[str], epochs: Optional[int],
+def train(arch: str, data: str, data_dir: Optional[str], image_size: Optional[int], recipe: Optional[str],
+          epochs: Optional[int],
           seed: int, pretrained: bool, checkpoint: Optional[str], num_classes: Optional[int],
           out: Optional[Path]) -> None:
     """Train a base model with a recipe, report its test accuracy and save its state_dict."""
@@ -129,7 +131,7 @@ def train(arch: str, data: str, data_dir: Optional[str], recipe: Optional[str], 
 
     try:
         config = _config_from_flags(arch=arch, data=data, data_dir=data_dir, seed=seed, base_epochs=epochs,
-                                    recipe=recipe, checkpoint=checkpoint)
+                                    recipe=recipe, checkpoint=checkpoint, image_size=image_size)
         config = config.replace(pretrained=pretrained, checkpoint_classes=num_classes)
         train_base_command(config, out, log=lambda s: click.echo(s))
     except LcpTuneError as exc:

@@ -55,8 +55,11 @@ class DataSplits:
         """
         generator = torch.Generator().manual_seed(seed) if shuffle else None
         workers = self.workers if workers is None else workers
-        return _Loader(getattr(self, split), batch_size=batch_size, shuffle=shuffle,
-                       generator=generator, drop_last=shuffle and split == "train",
+        dataset = getattr(self, split)
+        return _Loader(dataset, batch_size=batch_size, shuffle=shuffle,
+                       generator=generator,
+                       # a ragged last batch only for tiny sets, where dropping it leaves nothing
+                       drop_last=shuffle and split == "train" and len(dataset) >= batch_size,
                        num_workers=workers, pin_memory=torch.cuda.is_available())
 
 

@@ -72,9 +72,14 @@ def to_device(x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> tuple[torch
 
 
 def cycle(loader: Iterable) -> Iterator:
-    """Endless iteration over a loader, reshuffling every pass."""
+    """Endless iteration over a loader, reshuffling every pass (an empty loader is an error)."""
     while True:
-        yield from loader
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the training loader yields no batch: the split is empty")
 
 
 def sgd(model: nn.Module, lr: float, weight_decay: float = 5e-4, momentum: float = 0.9,
