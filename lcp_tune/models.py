@@ -198,6 +198,16 @@ for _depth in (20, 32, 56, 110):
     _register_cifar_resnet(_depth)
 
 
+@ARCHS.register("resnet20_narrow")
+def resnet20_narrow(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """ResNet-20 at half width (8/16/32): sized for the 8x8 digits, where the 16/32/64 original
+    loses almost nothing even at 7% of its FLOPs and so cannot tell pruning methods apart."""
+    return CifarResNet(20, (8, 16, 32), num_classes, in_channels)
+
+
+INPUT_SIZES["resnet20_narrow"] = 32
+
+
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
