@@ -93,3 +93,22 @@ def test_asha_stops_a_bad_candidate_early(tmp_path, local_ray):
     assert (trials["step"] == 40).sum() >= 1          # and the best ran them all
     assert any("stopped early" in line for line in lines)
     assert report["methods"]["lcp"]["search_objective"] <= trials.loc[trials["step"] == 40, "val_loss"].min() + 1e-12
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_storage_puts_ray_results_in_a_shared_folder(tmp_path, local_ray):
+    """--storage: Ray Tune's results go to the shared folder; the experiment folder keeps the rest."""
+    from lcp_tune.config import ExperimentConfig
+    from lcp_tune.workflow import RunOptions, run_search_experiment
+
+    config = ExperimentConfig().replace(**{
+        "arch": "resnet20_tiny", "prune.budget": 0.4, "search.num_samples": 2, "search.tau_hat": 4,
+        "search.report_every": 2, "search.bn_batches": 1, "base_train.epochs": 1, "finetune.epochs": 1})
+    shared = tmp_path / "shared"
+    report = run_search_experiment(config, tmp_path / "exp", log=lambda s: None,
+                                   options=RunOptions(storage=str(shared)))
+    assert report["num_trials"] == 2
+    assert len(list((shared / "exp" / "search").glob("trial_*/result.json"))) == 2
+    assert not (tmp_path / "exp" / "search").exists()
+    assert (tmp_path / "exp" / "report.json").is_file()
