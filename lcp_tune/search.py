@@ -234,7 +234,8 @@ def run_search(config: ExperimentConfig, storage: str, base_state: dict, space: 
     from ray import tune
 
     search = config.search
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "0"   # snapshot state after every event: cheap here
+    # snapshot often (the trial cache covers the last seconds); 0 races its own file sync
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "2"
     trainable = build_trainable(config, space, base_state, cache_dir, run_key)
     path = f"{storage.rstrip('/')}/search"
     done_before = 0
