@@ -35,6 +35,8 @@ def settings(args: argparse.Namespace, budget: float, seed: int, method: str) ->
     changes.update({"arch": args.arch, "data": args.data, "data_dir": args.data_dir, "seed": seed,
                     "method": method, "prune.budget": budget, "search.num_samples": args.trials,
                     "search.searcher": args.searcher})
+    if args.val_fraction is not None:
+        changes["val_fraction"] = args.val_fraction
     if args.tau_hat is not None:
         changes["search.tau_hat"] = args.tau_hat
     if args.finetune_epochs is not None:
@@ -63,7 +65,7 @@ def run_all(args: argparse.Namespace, out: Path) -> pd.DataFrame:
     finished = {(r["budget"], r["seed"], r["run"]) for r in rows}
     for budget in args.budgets:
         for seed in args.seeds:
-            for method in ("lcp", "random"):
+            for method in args.runs:
                 if (budget, seed, method) in finished:
                     continue
                 start = time.time()
@@ -114,6 +116,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--trials", type=int, default=32)
     parser.add_argument("--searcher", default="tpe")
+    parser.add_argument("--runs", nargs="+", default=["lcp", "random"], choices=["lcp", "random"],
+                        help="lcp runs also give uniform and global; random is its own run")
+    parser.add_argument("--val-fraction", type=float)
     parser.add_argument("--tau-hat", type=int)
     parser.add_argument("--finetune-epochs", type=int)
     parser.add_argument("--base-epochs", type=int)

@@ -48,7 +48,7 @@ def test_search_rejects_checkpoint_of_another_architecture(tmp_path):
     other = tmp_path / "resnet20_tiny.pt"
     torch.save(build_model("resnet20_tiny", 10, 1).state_dict(), other)
     result = run("search", "--out", str(tmp_path / "exp"), "--checkpoint", str(other))
-    assert_one_line_error(result, "does not fit architecture 'resnet20'", "conv1.weight", "(4, 1, 3, 3)")
+    assert_one_line_error(result, "does not fit architecture 'resnet20_narrow'", "conv1.weight", "(4, 1, 3, 3)")
 
 
 def test_search_refuses_unreachable_budget(tmp_path):
