@@ -33,12 +33,16 @@ def build_pruner(config: ExperimentConfig, model: torch.nn.Module, data: DataSpl
 class CandidateEvaluator:
     """Scores compensation vectors for one experiment; build once per process."""
 
-    def __init__(self, config: ExperimentConfig, base_state: dict, data: Optional[DataSplits] = None):
+    def __init__(self, config: ExperimentConfig, base_state: Optional[dict] = None,
+                 data: Optional[DataSplits] = None, pruner: Optional[Pruner] = None):
+        """Give `pruner` (and `data`) where the caller already built them; else `base_state`."""
         self.config = config
         self.data = data or load_experiment_data(config)
-        model = build_model(config.arch, self.data.num_classes, self.data.input_shape[0])
-        model.load_state_dict(base_state)
-        self.pruner = build_pruner(config, model, self.data)
+        if pruner is None:
+            model = build_model(config.arch, self.data.num_classes, self.data.input_shape[0])
+            model.load_state_dict(base_state)
+            pruner = build_pruner(config, model, self.data)
+        self.pruner = pruner
         search = config.search
         self.train_loader = self.data.loader("train", search.batch_size, shuffle=True, seed=config.seed)
         use_gpu = search.gpus_per_trial > 0 and torch.cuda.is_available()
@@ -63,7 +67,7 @@ class CandidateEvaluator:
         optimizer = sgd(model, search.lr)
         batches = cycle(self.train_loader)
         step, result = 0, {}
-        chunks = _chunks(search.tau_hat, search.report_every)
+        chunks = report_chunks(search.tau_hat, search.report_every)
         for chunk in chunks:
             train_loss = train_steps(model, batches, chunk, optimizer) if chunk else float("nan")
             step += chunk
@@ -77,7 +81,7 @@ class CandidateEvaluator:
         return result
 
 
-def _chunks(total: int, every: int) -> list[int]:
+def report_chunks(total: int, every: int) -> list[int]:
     """Step counts between reports; tau_hat = 0 still reports once (prune and score)."""
     if total <= 0:
         return [0]

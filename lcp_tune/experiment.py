@@ -80,6 +80,15 @@ def _get(config: dict, dotted: str) -> Any:
     return config
 
 
+def check_same_run(root: Path, old: ExperimentConfig, asked: dict[str, Any]) -> None:
+    """Refuse a folder whose run differs from `asked` ({"prune.budget": 0.3, ...}) in any field."""
+    recorded = old.to_dict()
+    for name, value in asked.items():
+        if value is not None and _get(recorded, name) != value:
+            raise LcpTuneError(f"experiment folder {root} belongs to another run ({name} = "
+                               f"{_get(recorded, name)!r}, asked {value!r}); choose another folder")
+
+
 def open_experiment(root: Path, config: ExperimentConfig) -> Experiment:
     """Create the folder for `config`, or reopen it if it holds the same run.
 
@@ -88,12 +97,8 @@ def open_experiment(root: Path, config: ExperimentConfig) -> Experiment:
     """
     exp = Experiment(Path(root))
     if exp.is_experiment():
-        old, new = exp.config().to_dict(), config.to_dict()
-        for name in IDENTITY_FIELDS:
-            if _get(old, name) != _get(new, name):
-                raise LcpTuneError(
-                    f"experiment folder {root} belongs to another run ({name} = {_get(old, name)!r}, "
-                    f"asked {_get(new, name)!r}); choose another --out")
+        new = config.to_dict()
+        check_same_run(root, exp.config(), {name: _get(new, name) for name in IDENTITY_FIELDS})
     elif exp.root.exists() and any(exp.root.iterdir()):
         raise LcpTuneError(f"output folder {root} exists and is not an lcp-tune experiment; choose another --out")
     exp.root.mkdir(parents=True, exist_ok=True)

@@ -4,26 +4,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .pruning.groups import output_layers
 from .registry import LcpTuneError
 
 
 def classifier_head(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[str, nn.Linear]:
     """The Linear layer whose output is the network's output (name, module)."""
-    outputs: dict[str, torch.Tensor] = {}
-    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: outputs.__setitem__(n, o))
-             for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    try:
-        was = model.training
-        with torch.no_grad():
-            out = model.eval()(torch.zeros(1, *input_shape))
-        model.train(was)
-    finally:
-        for h in hooks:
-            h.remove()
-    for name, value in outputs.items():
-        if value is out:
-            return name, model.get_submodule(name)
-    raise LcpTuneError("cannot find the classifier head: no Linear layer produces the model's output")
+    heads = [m for m in output_layers(model.eval(), torch.zeros(1, *input_shape)) if isinstance(m, nn.Linear)]
+    if not heads:
+        raise LcpTuneError("cannot find the classifier head: no Linear layer produces the model's output")
+    names = {m: n for n, m in model.named_modules()}
+    return names[heads[0]], heads[0]
 
 
 def adapt_head(model: nn.Module, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:

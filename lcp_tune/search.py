@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .candidate import CandidateEvaluator, _chunks
+from .candidate import CandidateEvaluator, report_chunks
 from .config import ExperimentConfig
 from .registry import LcpTuneError, Registry
 from .searchers import SearchSpace, make_searcher
@@ -145,7 +145,7 @@ def _asha(config: ExperimentConfig):
     """Successive halving over the trial's reports (one per `report_every` steps)."""
     from ray.tune.schedulers import ASHAScheduler
 
-    rungs = len(_chunks(config.search.tau_hat, config.search.report_every))
+    rungs = len(report_chunks(config.search.tau_hat, config.search.report_every))
     return ASHAScheduler(time_attr="training_iteration", max_t=max(1, rungs), grace_period=1,
                          reduction_factor=2)
 

@@ -20,7 +20,8 @@ from .candidate import build_pruner
 from .checkpoints import file_hash, load_into, load_state_dict, save_state_dict
 from .config import ExperimentConfig
 from .data import DATASETS, DataSplits, load_experiment_data
-from .experiment import Experiment, new_experiment_path, open_experiment, read_json, write_json
+from .experiment import (Experiment, check_same_run, new_experiment_path, open_experiment, read_json,
+                         write_json)
 from .models import ARCHS, build_model
 from .pruned_io import save_pruned
 from .pruning import COMPENSATIONS, METRICS, Pruner
@@ -138,10 +139,7 @@ def resume_search_experiment(folder: Path, log: Log = print, options: RunOptions
     _preflight(options)
     exp = Experiment(Path(folder))
     config = exp.config()
-    for name, value in (requested or {}).items():
-        if value is not None and _get(config.to_dict(), name) != value:
-            raise LcpTuneError(f"experiment folder {folder} belongs to another run ({name} = "
-                               f"{_get(config.to_dict(), name)!r}, asked {value!r})")
+    check_same_run(folder, config, requested or {})
     if exp.report_path.is_file():
         report = read_json(exp.report_path)
         log(f"the search in {folder} has already finished; its report:")
@@ -206,7 +204,7 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, stora
     else:
         chosen = warm[config.method]
     write_json(exp.compensation_path, compensation_record(pruner, chosen, config, file_hash(exp.base_path)))
-    recovery = _recover(config, base, data, {config.method: chosen, **warm})
+    recovery = _recover(config, pruner, data, {config.method: chosen, **warm})
     names = [config.method] + (["global", "uniform"] if config.method == "lcp" and config.baselines else [])
     log(f"fine-tuning {', '.join(LABELS[n] for n in names)} ({config.finetune.epochs} epochs each)")
     methods = {}
@@ -230,7 +228,7 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, stora
     return report
 
 
-def _recover(config: ExperimentConfig, base: torch.nn.Module, data: DataSplits,
+def _recover(config: ExperimentConfig, pruner: Pruner, data: DataSplits,
              vectors: dict[str, np.ndarray]) -> dict[str, dict]:
     """Each candidate's search objective and its test accuracy right after the short recovery.
 
@@ -239,7 +237,7 @@ def _recover(config: ExperimentConfig, base: torch.nn.Module, data: DataSplits,
     """
     from .candidate import CandidateEvaluator
 
-    evaluator = CandidateEvaluator(config, base.state_dict(), data)
+    evaluator = CandidateEvaluator(config, data=data, pruner=pruner)
     out = {}
     for name, vector in vectors.items():
         result = evaluator.evaluate(vector)
@@ -250,12 +248,6 @@ def _recover(config: ExperimentConfig, base: torch.nn.Module, data: DataSplits,
 
 def _progress_log(log: Log, options: RunOptions) -> Log:
     return (lambda line: None) if options.quiet else log
-
-
-def _get(config: dict, dotted: str):
-    for part in dotted.split("."):
-        config = config[part]
-    return config
 
 
 def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, space: SearchSpace,

@@ -46,11 +46,15 @@ def test_four_trial_search_writes_experiment_and_report(tmp_path, local_ray):
 
     trials = pd.read_parquet(exp / "trials.parquet")
     assert len(trials) == 4
-    first = trials.sort_values("trial_id").iloc[0] if "trial_id" in trials else trials.iloc[0]
     keys = [c for c in trials.columns if c.startswith("config/c")]
     assert len(keys) == 12
     identity_rows = trials[(trials[keys].abs() < 1e-12).all(axis=1)]
-    assert len(identity_rows) == 1          # plain global ranking was evaluated
+    assert len(identity_rows) == 1          # plain global ranking was evaluated ...
+    from analysis import load_trials
+
+    ordered = load_trials(exp).sort_values("trial_number")
+    assert ordered.iloc[0]["warm_start"] == "identity"        # ... and it was the first trial
+    assert (ordered.filter(like="beta:").iloc[0].abs() < 1e-12).all()
     assert {"val_loss", "val_acc", "flops_ratio", "params_ratio"} <= set(trials.columns)
     assert any(c.startswith("keep/") for c in trials.columns)
 

@@ -88,7 +88,7 @@ class ChannelStructure:
         return np.array([g.size for g in self.groups], dtype=np.int64)
 
 
-def _output_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+def output_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
     """The classifier head: layers whose output is the network output, and the last conv /
     linear layer run when its width equals the output's (SqueezeNet's final conv classifier,
     followed by pooling)."""
@@ -232,7 +232,7 @@ def trace_structure(model: nn.Module, input_shape: tuple[int, ...],
     example = torch.zeros(1, *input_shape)
     module_names = {m: n for n, m in model.named_modules() if n}
     try:
-        ignored = _output_layers(model, example)
+        ignored = output_layers(model, example)
     except Exception as exc:
         raise PruningError(f"the model does not run on input shape {tuple(input_shape)} "
                            f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160]})") from None
