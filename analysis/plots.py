@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from lcp_tune.store.files import atomic_path  # noqa: E402
+
 from .trials import FINISHED, SCORED, STOPPED, comp_columns  # noqa: E402
 
 Frames = Mapping[str, pd.DataFrame]   # label -> load_trials() table
@@ -152,7 +154,7 @@ def plot_compensation(frames: Frames, path: Path) -> pd.DataFrame:
 
 
 def _save(fig, path: Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

@@ -14,11 +14,13 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from lcp_tune.experiment import new_experiment_path
-from lcp_tune.registry import LcpTuneError
+from lcp_tune.errors import LcpTuneError
+from lcp_tune.store.experiment import new_experiment_path
+from lcp_tune.store.files import atomic_write
+from lcp_tune.tune.trials_table import write_table
 
-from . import plots
 from .markdown import render
+from .plots import plot_best_so_far, plot_compensation, plot_keep_fractions, plot_loss_vs_flops
 from .summary import Summary, group_comparable, incomparable_notes, no_score_note, summarize
 from .trials import ExperimentRecords, keep_columns, load_trials, open_records
 
@@ -62,7 +64,8 @@ def write_analysis(experiments: Sequence[str | Path], out: Optional[str | Path] 
                    strict: bool = True) -> AnalysisResult:
     """Analyse one experiment, or compare several, into `out` (see default_output).
 
-    Writes trials.parquet (load_trials of every experiment, stacked), plots/*.png and
+    Writes trials.parquet (load_trials of every experiment, stacked; one experiment analysed in
+    its own folder keeps the table its search wrote), plots/*.png and
     analysis.md. A folder that is not an experiment fails before anything is written; an
     experiment without a finished trial, or experiments that cannot be compared, are written
     as far as they go and then raised as AnalysisIncomplete (unless strict=False).
@@ -80,7 +83,8 @@ def write_analysis(experiments: Sequence[str | Path], out: Optional[str | Path] 
     out.mkdir(parents=True, exist_ok=True)
     frames = {label: load_trials(rec) for label, rec in zip(labels, records)}
     table = pd.concat([f for f in frames.values()], ignore_index=True) if len(frames) > 1 else frames[labels[0]]
-    table.to_parquet(out / TABLE_NAME, engine="pyarrow", index=False)
+    if len(records) > 1 or out.resolve() != records[0].root.resolve():   # an experiment's own is written
+        write_table(out / TABLE_NAME, table)                                # by its search, same schema
     summaries = {label: summarize(label, frames[label]) for label in labels}
     result = AnalysisResult(out, table, summaries)
     groups = group_comparable(records)
@@ -93,7 +97,7 @@ def write_analysis(experiments: Sequence[str | Path], out: Optional[str | Path] 
         _plot_keep(label, rec, frames[label], summaries[label], out, suffix, result)
     for rec in records:
         result.notes += list(rec.notes)
-    (out / REPORT_NAME).write_text(render(records, labels, groups, result))
+    atomic_write(out / REPORT_NAME, render(records, labels, groups, result))
     if strict and result.problems:
         raise AnalysisIncomplete(result)
     return result
@@ -105,8 +109,8 @@ def _plot_group(frames: dict[str, pd.DataFrame], out: Path, suffix: str, result:
     if not scored:
         result.notes.append(f"no plots of {', '.join(frames)}: no finished trial to draw")
         return
-    for name, fn in (("best_so_far", plots.plot_best_so_far), ("loss_vs_flops", plots.plot_loss_vs_flops),
-                     ("compensation", plots.plot_compensation)):
+    for name, fn in (("best_so_far", plot_best_so_far), ("loss_vs_flops", plot_loss_vs_flops),
+                     ("compensation", plot_compensation)):
         path = out / PLOTS_DIR / f"{name}{suffix}.png"
         result.plotted[f"{name}{suffix}"] = fn(scored, path)
         result.plots[f"{name}{suffix}"] = path
@@ -125,7 +129,7 @@ def _plot_keep(label: str, rec: ExperimentRecords, trials: pd.DataFrame, summary
     path = out / PLOTS_DIR / f"{name}.png"
     c = rec.config
     title = f"{label}: kept channels per group at {c.prune.budget:g} of base {c.prune.resource}"
-    result.plotted[name] = plots.plot_keep_fractions(keep, sizes, path, title)
+    result.plotted[name] = plot_keep_fractions(keep, sizes, path, title)
     result.plots[name] = path
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lcp_tune.base_model import obtain_base
+from lcp_tune.run.base_model import obtain_base
 from lcp_tune.candidate import CandidateEvaluator
 from lcp_tune.config import ExperimentConfig
 from lcp_tune.data import load_experiment_data
@@ -46,7 +46,8 @@ def plain_loop(config: ExperimentConfig, base_state: dict, vectors: list[np.ndar
 def ray_search(config: ExperimentConfig, base_state: dict, vectors: list[np.ndarray], cpus: int) -> tuple[float, float]:
     import ray
 
-    from lcp_tune.search import init_ray, run_search
+    from lcp_tune.tune.cluster import init_ray
+    from lcp_tune.tune.tuner import run_search
 
     config = config.replace(**{"search.cpus_per_trial": cpus, "search.searcher": "random"})
     start = time.time()

@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from lcp_tune.config import ExperimentConfig
-from lcp_tune.search import init_ray
+from lcp_tune.tune.cluster import init_ray
 from lcp_tune.searchers import list_searchers
-from lcp_tune.workflow import run_search_experiment
+from lcp_tune.run.search import run_search_experiment
 
 
 def main() -> None:

@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 from lcp_tune.config import DEFAULT_RECIPE, ExperimentConfig, recipe_changes
-from lcp_tune.search import init_ray
-from lcp_tune.workflow import run_search_experiment
+from lcp_tune.tune.cluster import init_ray
+from lcp_tune.run.search import run_search_experiment
 
 METHOD_ORDER = ["lcp", "uniform", "global", "random"]
 

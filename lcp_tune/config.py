@@ -1,28 +1,49 @@
-"""Frozen experiment settings with why-comments on the defaults, and their YAML round trip.
+"""Frozen experiment settings: the single source of every default and of the CLI's help texts.
 
-The CLI and the search-space presets build one ExperimentConfig; the resolved config is saved
-in the experiment folder so a run can be resumed, compared and reproduced.
+Why-comments explain the defaults; `help` metadata is what `lcp-tune ... --help` prints for a
+field's flag (lcp_tune.cli.options reads both from here). The CLI, the search-space presets and
+the Python API all build one ExperimentConfig; the resolved config is saved in the experiment
+folder so a run can be resumed, compared and reproduced. Range rules live in lcp_tune.rules.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
-import yaml
+from .errors import LcpTuneError
 
-from .registry import LcpTuneError
+
+def setting(default: Any, help: str) -> Any:
+    """A dataclass field with its command-line help text."""
+    return field(default=default, metadata={"help": help})
+
+
+def help_of(key: str) -> str:
+    """The help text of a dotted config key ("prune.budget")."""
+    cls: Any = ExperimentConfig
+    *sections, name = key.split(".")
+    for section in sections:
+        cls = {f.name: f for f in dataclasses.fields(cls)}[section].default_factory().__class__
+    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("help", "")
+
+
+def default_of(key: str) -> Any:
+    """The default value of a dotted config key, read from a default ExperimentConfig."""
+    value: Any = ExperimentConfig()
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
 
 
 @dataclass(frozen=True)
 class PruneConfig:
-    budget: float = 0.15         # fraction of the base FLOPs kept (default: where methods differ, BENCHMARKS.md)
-    resource: str = "flops"      # or "params"
-    metric: str = "l2"           # sum of squared filter weights, the papers' default
-    form: str = "additive"       # LCP's beta per group; "affine" is LeGR's alpha, kappa
-    safeguard: float = 0.1       # LeGR's floor: every group keeps >= 10% (and >= 1 channel)
-    round_to: int = 1            # keep counts rounded up to a multiple (8 for GPUs)
+    budget: float = setting(0.15, "Fraction of the base cost (FLOPs) to keep, in (0, 1).")  # fraction of the base FLOPs kept (default: where methods differ, BENCHMARKS.md)
+    resource: str = setting("flops", "What the budget counts: flops or params.")
+    metric: str = setting("l2", "Channel metric (see `lcp-tune list`).")  # sum of squared filter weights, the papers' default
+    form: str = setting("additive", "Compensation form: additive (LCP) or affine (LeGR).")  # LCP's beta per group; "affine" is LeGR's alpha, kappa
+    safeguard: float = setting(0.1, "Minimum kept fraction of every channel group, in [0, 1).")  # LeGR's floor: every group keeps >= 10% (and >= 1 channel)
+    round_to: int = setting(1, "Round kept widths up to multiples of this (8 for GPUs).")  # keep counts rounded up to a multiple (8 for GPUs)
 
 
 @dataclass(frozen=True)
@@ -76,41 +97,43 @@ def recipe_changes(name: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    space: str = "lcp"           # the preset the search-space fields came from (search_spaces/)
-    searcher: str = "tpe"
-    scheduler: str = "fifo"      # "asha" stops poor candidates after their first reports
-    num_samples: int = 32        # trials, the two warm starts (identity, uniform) included
-    tau_hat: int = 100           # SGD steps per candidate: 100 at lr 0.02 made the objective agree
+    space: str = setting("lcp", "Search-space preset (lcp, legr) or a path to a .yaml file.")  # the preset the search-space fields came from (search_spaces/)
+    searcher: str = setting("tpe", "Searcher that proposes compensations (see `lcp-tune list`).")
+    scheduler: str = setting("fifo", "Trial scheduler: fifo, or asha to stop poor candidates early.")  # "asha" stops poor candidates after their first reports
+    num_samples: int = setting(32, "Search trials, the two warm starts included.")  # trials, the two warm starts (identity, uniform) included
+    tau_hat: int = setting(100, "SGD steps of recovery per candidate.")  # SGD steps per candidate: 100 at lr 0.02 made the objective agree
     lr: float = 0.02             # with the post-fine-tune ranking 91% of the time (30: 54-80%)
     report_every: int = 25       # steps between reports, so a scheduler can stop a trial early
     batch_size: int = 64
     bn_batches: int = 8          # BN recalibration batches before the steps (EagleEye)
     bound: float = 2.0           # search range of each dimensionless shift: [-bound, bound]
     scale_bound: float = 1.0     # affine form: log(alpha) in [-scale_bound, scale_bound]
-    cpus_per_trial: int = 1      # 2 one-thread trials beat 1 two-thread trial on small nets
-    gpus_per_trial: float = 0.0  # fractional: several small trials can share one GPU
-    max_concurrent: int = 0      # 0: as many as the resources allow
+    cpus_per_trial: int = setting(1, "CPU threads per trial.")  # 2 one-thread trials beat 1 two-thread trial on small nets
+    gpus_per_trial: float = setting(0.0, "GPUs per trial; a fraction lets trials share one GPU.")  # fractional: several small trials can share one GPU
+    max_concurrent: int = setting(0, "Trials at once; 0 = what the resources fit.")  # 0: as many as the resources allow
     max_failures: int = 2        # retries of a trial whose worker died, then it is recorded failed
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    arch: str = "resnet20_narrow"   # 8/16/32: the 16/32/64 original is too wide for digits (BENCHMARKS.md)
-    data: str = "digits"
-    data_dir: Optional[str] = None
-    val_fraction: float = 0.15   # of the training data, carved out for the search to score on
-    subset: float = 1.0          # fraction of the training data used (LeGR searches ImageNet on part)
-    image_size: Optional[int] = None   # override a dataset's input side (None: its standard size)
-    workers: int = 0             # data-loading processes (0: load in the training process)
-    seed: int = 0
-    checkpoint: Optional[str] = None
-    pretrained: bool = False     # start base training from torchvision's pretrained weights
-    checkpoint_classes: Optional[int] = None   # --num-classes: the checkpoint's head size, if not the data's
+    arch: str = setting("resnet20_narrow", "Architecture: a registered name (`lcp-tune list`), a torchvision "
+                        "name or package.module:factory.")   # 8/16/32: the 16/32/64 original is too wide for digits (BENCHMARKS.md)
+    data: str = setting("digits", "Dataset: a registered name (digits ships with scikit-learn) or "
+                        "package.module:factory returning (train, test[, val[, classes]]) Datasets.")
+    data_dir: Optional[str] = setting(None, "Folder holding the dataset on disk (real datasets).")
+    val_fraction: float = setting(0.15, "Share of the training data held out for the search to score on.")  # of the training data, carved out for the search to score on
+    subset: float = setting(1.0, "Share of the training data to use, in (0, 1].")  # fraction of the training data used (LeGR searches ImageNet on part)
+    image_size: Optional[int] = setting(None, "Input side override (default: the dataset's standard size).")  # override a dataset's input side (None: its standard size)
+    workers: int = setting(0, "Data-loading worker processes.")  # data-loading processes (0: load in the training process)
+    seed: int = setting(0, "Seed for splits, base model, searcher and trials.")
+    checkpoint: Optional[str] = setting(None, "Base model state_dict; without it a base model is trained and cached.")
+    pretrained: bool = setting(False, "Start base training from torchvision's pretrained weights (downloads them).")  # start base training from torchvision's pretrained weights
+    checkpoint_classes: Optional[int] = setting(None, "Classes of the --checkpoint's head, when not the data's: the head is replaced.")  # --num-classes: the checkpoint's head size, if not the data's
     prune: PruneConfig = field(default_factory=PruneConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
-    method: str = "lcp"          # lcp (learned), random (best random), global or uniform (no search)
+    method: str = setting("lcp", "lcp (learned), random (best random compensation), global or uniform.")  # lcp (learned), random (best random), global or uniform (no search)
     baselines: bool = True       # lcp also fine-tunes global and uniform, to show what the search bought
-    recipe: str = "digits"       # the training recipe base_train and finetune came from
+    recipe: str = setting("digits", "Training recipe.")  # the training recipe base_train and finetune came from
     base_train: TrainConfig = field(default_factory=lambda: RECIPES["digits"]["base"])
     finetune: TrainConfig = field(default_factory=lambda: RECIPES["digits"]["finetune"])
 
@@ -146,26 +169,3 @@ def _build(cls, d: dict[str, Any], where: str):
             value = tuple(int(v) for v in value)
         kwargs[name] = value
     return cls(**kwargs)
-
-
-def save_config(config: ExperimentConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(_plain(config.to_dict()), sort_keys=False))
-
-
-def _plain(value: Any) -> Any:
-    """Tuples become lists: YAML's safe dumper knows only plain types."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def load_config(path: Path) -> ExperimentConfig:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise LcpTuneError(f"config {path} cannot be read as YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise LcpTuneError(f"config {path} must hold a mapping of settings")
-    return ExperimentConfig.from_dict(data)

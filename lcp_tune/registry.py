@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
+from .errors import LcpTuneError
+
 T = TypeVar("T")
-
-
-class LcpTuneError(ValueError):
-    """A user-facing error: its message is one sentence naming the input and what is allowed."""
 
 
 class Registry(Generic[T]):

@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from lcp_tune.registry import LcpTuneError
+from lcp_tune.errors import LcpTuneError
+from lcp_tune.rules import check_value
 
 PRESET_DIR = Path(__file__).parent
 
@@ -21,18 +22,12 @@ class PresetError(LcpTuneError):
     """A preset that is missing, unreadable or has a bad field (the message names it)."""
 
 
-# field -> (config key, type, check, allowed values as words)
-FIELDS: dict[str, tuple[str, type, Any, str]] = {
-    "metric": ("prune.metric", str, lambda v: v in ("l1", "l2", "bn", "taylor"), "one of l1, l2, bn, taylor"),
-    "form": ("prune.form", str, lambda v: v in ("additive", "affine"), "one of additive, affine"),
-    "safeguard": ("prune.safeguard", float, lambda v: 0 <= v < 1, "in [0, 1)"),
-    "bound": ("search.bound", float, lambda v: 0 < v <= 100, "in (0, 100]"),
-    "scale_bound": ("search.scale_bound", float, lambda v: 0 <= v <= 5, "in [0, 5]"),
-    "tau_hat": ("search.tau_hat", int, lambda v: 0 <= v <= 1_000_000, "an integer >= 0"),
-    "lr": ("search.lr", float, lambda v: 0 < v < 10, "in (0, 10)"),
-    "report_every": ("search.report_every", int, lambda v: v >= 1, "an integer >= 1"),
-    "bn_recalibration": ("", bool, lambda v: True, "true or false"),
-    "bn_batches": ("search.bn_batches", int, lambda v: v >= 0, "an integer >= 0"),
+# field -> (config key, type); ranges are lcp_tune.rules', names the pruning core's registries
+FIELDS: dict[str, tuple[str, type]] = {
+    "metric": ("prune.metric", str), "form": ("prune.form", str), "safeguard": ("prune.safeguard", float),
+    "bound": ("search.bound", float), "scale_bound": ("search.scale_bound", float),
+    "tau_hat": ("search.tau_hat", int), "lr": ("search.lr", float), "report_every": ("search.report_every", int),
+    "bn_recalibration": ("", bool), "bn_batches": ("search.bn_batches", int),
 }
 REQUIRED = ("metric", "form", "bound", "tau_hat", "bn_recalibration", "safeguard")
 
@@ -68,12 +63,21 @@ def _validate(data: dict, path: Path) -> dict[str, Any]:
         if field not in FIELDS:
             raise PresetError(f"search-space preset {path} has unknown field {field!r}: allowed are "
                               f"{', '.join(FIELDS)}")
-        key, kind, check, allowed = FIELDS[field]
-        ok_type = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        key, kind = FIELDS[field]
+        where = f"search-space preset {path}: field {field!r}"
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok_type = float(value), True
-        if not ok_type or not check(value):
-            raise PresetError(f"search-space preset {path}: field {field!r} must be {allowed}, got {value!r}")
+            value = float(value)
+        if kind is bool and not isinstance(value, bool):
+            raise PresetError(f"{where} must be true or false, got {value!r}")
+        if kind is str:
+            names = _names(field)
+            if value not in names:
+                raise PresetError(f"{where} must be one of {', '.join(names)}, got {value!r}")
+        elif kind is not bool:
+            try:
+                value = check_value(key, value, where)
+            except LcpTuneError as exc:
+                raise PresetError(str(exc)) from None
         if key:
             changes[key] = value
     if not data["bn_recalibration"]:
@@ -81,3 +85,10 @@ def _validate(data: dict, path: Path) -> dict[str, Any]:
     elif "bn_batches" not in data:
         changes["search.bn_batches"] = 8
     return changes
+
+
+def _names(field: str) -> list[str]:
+    """The registered metric or compensation-form names (importing the pruning core)."""
+    from lcp_tune.pruning import list_compensations, list_metrics
+
+    return list_metrics() if field == "metric" else list_compensations()

@@ -23,7 +23,7 @@ def local_ray():
     """A 2-CPU local Ray for the module's tests, shut down after them."""
     import ray
 
-    from lcp_tune.search import init_ray
+    from lcp_tune.tune.cluster import init_ray
 
     if ray.is_initialized():
         ray.shutdown()

@@ -13,12 +13,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from analysis import load_trials, write_analysis
-from analysis import plots as plots_module
-from lcp_tune.cli_analyze import analyze
+from lcp_tune.analysis import load_trials, write_analysis
+from lcp_tune.analysis import plots as plots_module
+from lcp_tune.cli.analyze import analyze
 from lcp_tune.config import ExperimentConfig
-from lcp_tune.registry import LcpTuneError
-from lcp_tune.workflow import run_search_experiment
+from lcp_tune.errors import LcpTuneError
+from lcp_tune.run.search import run_search_experiment
 from lcp_tune.testing import assert_one_line_error
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -184,10 +184,9 @@ def test_experiment_without_finished_trial_says_so_and_writes_what_exists(copy_o
         (trial / "result.json").write_text("")
         (trial / "error.txt").write_text("Traceback (most recent call last):\nRuntimeError: out of memory\n")
     result = CliRunner().invoke(analyze, [str(folder)])
-    assert_one_line_error(result, "failed has no finished trial", f"{NUM_TRIALS} error")
-    trials = pd.read_parquet(folder / "trials.parquet")
-    assert len(trials) == NUM_TRIALS and set(trials["status"]) == {"error"}
-    assert set(trials["error"]) == {"RuntimeError: out of memory"}
+    # Ray Tune's record of the search (its state file) is the table's only source: none, no rows
+    assert_one_line_error(result, "failed has no finished trial", "no trials recorded")
+    assert len(pd.read_parquet(folder / "trials.parquet")) == 0
     assert "No finished trial" in (folder / "analysis.md").read_text()
 
 

@@ -12,7 +12,7 @@ from ptflops import get_model_complexity_info
 
 from lcp_tune import load_pruned
 from lcp_tune.models import build_model, default_input_shape, list_archs
-from lcp_tune.pruned_io import save_pruned
+from lcp_tune.store.pruned_io import save_pruned
 from lcp_tune.pruning import Pruner, PruningCheckError, measure_cost
 from lcp_tune.pruning.planner import group_steps, keep_counts, min_keep
 

@@ -19,12 +19,12 @@ def run(*args):
 
 @pytest.mark.parametrize("args, fragments", [
     (["--arch", "resnet21"], ["unknown architecture 'resnet21'", "resnet20"]),
-    (["--data", "mnist"], ["unknown dataset 'mnist'", "digits"]),
+    (["--data", "mnist"], ["unknown dataset 'mnist'", "lcp-tune list"]),
     (["--budget", "1.5"], ["budget must be", "(0, 1)", "1.5"]),
     (["--budget", "0"], ["budget must be"]),
-    (["--num-samples", "0"], ["--num-samples must be at least 1"]),
-    (["--searcher", "hyperband"], ["unknown searcher 'hyperband'", "tpe"]),
-    (["--metric", "l3"], ["unknown metric 'l3'", "l2"]),
+    (["--num-samples", "0"], ["--num-samples must be an integer >= 1"]),
+    (["--searcher", "hyperband"], ["'--searcher'", "'hyperband' is not one of", "'tpe'"]),
+    (["--metric", "l3"], ["'--metric'", "'l3' is not one of", "'l2'"]),
 ])
 def test_search_rejects_bad_settings(tmp_path, args, fragments):
     result = run("search", "--out", str(tmp_path / "exp"), *args)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lcp_tune.config import ExperimentConfig
-from lcp_tune.workflow import RunOptions, run_search_experiment
+from lcp_tune.run.search import RunOptions, run_search_experiment
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 CLUSTER_FILE = Path("/tmp/ray/ray_current_cluster")

@@ -30,7 +30,7 @@ def get(url: str, token: str | None = None) -> int:
 def test_dashboard_on_loopback_with_token_auth():
     import ray
 
-    from lcp_tune.search import init_ray
+    from lcp_tune.tune.cluster import init_ray
 
     if ray.is_initialized():
         ray.shutdown()

@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from lcp_tune.data import DataSplits, list_datasets, load_data
-from lcp_tune.image_data import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN,
+from lcp_tune.data.images import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN,
                                  IMAGENET_STD, ImageSplit)
-from lcp_tune.registry import LcpTuneError
+from lcp_tune.errors import LcpTuneError
 
 SIZE = 16  # image_size override for the folder datasets: tiny tensors, fast tests
 

@@ -12,17 +12,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import lcp_tune.export as export_module
+import lcp_tune.run.export as export_module
 from lcp_tune import load_pruned
-from lcp_tune.checkpoints import save_state_dict
-from lcp_tune.cli_export import export
+from lcp_tune.store.checkpoints import save_state_dict
+from lcp_tune.cli.export import export
 from lcp_tune.config import ExperimentConfig
-from lcp_tune.experiment import open_experiment
-from lcp_tune.export import EXPORTERS, Exporter, Timing, check_export, export_experiment
+from lcp_tune.store.experiment import open_experiment
+from lcp_tune.run.export import EXPORTERS, Exporter, Timing, check_export, export_experiment
 from lcp_tune.models import build_model
-from lcp_tune.pruned_io import save_pruned
+from lcp_tune.store.pruned_io import save_pruned
 from lcp_tune.pruning import Pruner
-from lcp_tune.registry import LcpTuneError
+from lcp_tune.errors import LcpTuneError
 from lcp_tune.testing import assert_one_line_error
 
 ARCH, SHAPE = "resnet20_tiny", (1, 8, 8)
@@ -140,7 +140,7 @@ def test_format_that_is_not_installed(experiment, monkeypatch):
 
 
 def test_cli_choices_are_the_registered_formats():
-    from lcp_tune.cli_export import FORMATS
-    from lcp_tune.export import list_export_formats
+    from lcp_tune.cli.export import FORMATS
+    from lcp_tune.run.export import list_export_formats
 
     assert sorted(FORMATS) == list_export_formats()

@@ -10,8 +10,8 @@ import torch
 from click.testing import CliRunner
 
 from lcp_tune import load_pruned
-from lcp_tune.checkpoints import file_hash, save_state_dict
-from lcp_tune.cli_prune import prune, spread_values
+from lcp_tune.store.checkpoints import file_hash, save_state_dict
+from lcp_tune.cli.prune import prune, spread_values
 from lcp_tune.models import build_model
 from lcp_tune.pruning import Pruner
 from lcp_tune.testing import assert_one_line_error
@@ -77,8 +77,8 @@ def test_arch_defaults_to_the_compensation_files(base, tmp_path):
 @pytest.mark.parametrize("args, fragments", [
     (["--budget", "1.5"], ["budget must be", "(0, 1)", "1.5"]),
     (["--budget", "0.001"], ["unreachable", "smallest reachable is 0."]),
-    (["--budget", "0.5", "--metric", "l7"], ["unknown metric 'l7'", "l2"]),
-    (["--budget", "0.5", "--form", "mult"], ["unknown compensation form 'mult'", "additive"]),
+    (["--budget", "0.5", "--metric", "l7"], ["'l7' is not one of", "'l2'"]),
+    (["--budget", "0.5", "--form", "mult"], ["'mult' is not one of", "'additive'"]),
     (["--budget", "0.5", "--arch", "resnet21"], ["unknown architecture 'resnet21'", "resnet20"]),
     (["--budget", "0.5", "--arch", "no_such_pkg.mod:f"], ["cannot import module 'no_such_pkg.mod'"]),
 ])

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from lcp_tune.cli import main
-from lcp_tune.workflow import RunOptions, resume_search_experiment
+from lcp_tune.run.search import RunOptions, resume_search_experiment
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -81,7 +81,7 @@ def test_resume_refuses_a_folder_that_is_not_an_experiment(tmp_path):
 
 def test_resume_refuses_another_runs_settings(tmp_path):
     from lcp_tune.config import ExperimentConfig
-    from lcp_tune.experiment import open_experiment
+    from lcp_tune.store.experiment import open_experiment
 
     open_experiment(tmp_path / "exp", ExperimentConfig().replace(**{"prune.budget": 0.3}))
     result = CliRunner().invoke(main, ["search", "--resume", str(tmp_path / "exp"), "--budget", "0.5"])

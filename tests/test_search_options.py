@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from lcp_tune.cli import _config_from_flags, main
-from search_spaces import PresetError, list_presets, load_preset
+from lcp_tune.cli import main
+from lcp_tune.run.settings import dotted, resolve_config
+from lcp_tune.search_spaces import PresetError, list_presets, load_preset
 
 
 def test_shipped_presets_load_and_differ_in_form():
@@ -15,9 +16,9 @@ def test_shipped_presets_load_and_differ_in_form():
 
 
 def test_cli_flags_override_the_preset():
-    config = _config_from_flags(space="legr", tau_hat=7)
+    config = resolve_config(dotted({"space": "legr", "tau_hat": 7}))
     assert config.prune.form == "affine" and config.search.tau_hat == 7 and config.search.space == "legr"
-    assert _config_from_flags(space="lcp").search.tau_hat == 100
+    assert resolve_config(dotted({"space": "lcp"})).search.tau_hat == 100
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -43,13 +44,13 @@ def test_bad_preset_names_the_field(tmp_path, text, fragment):
 def test_user_preset_turns_bn_recalibration_off(tmp_path):
     path = tmp_path / "space.yaml"
     path.write_text("metric: l1\nform: additive\nbound: 1.5\ntau_hat: 0\nbn_recalibration: false\nsafeguard: 0.2\n")
-    config = _config_from_flags(space=str(path))
+    config = resolve_config(dotted({"space": str(path)}))
     assert (config.prune.metric, config.search.bound, config.search.tau_hat, config.search.bn_batches,
             config.prune.safeguard) == ("l1", 1.5, 0, 0, 0.2)
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--scheduler", "hyperband"], "unknown scheduler 'hyperband'"),
+    (["--scheduler", "hyperband"], "'hyperband' is not one of 'asha', 'fifo'"),
     (["--space", "nope"], "unknown search-space preset 'nope'"),
     (["--gpus-per-trial", "-1"], "--gpus-per-trial must be 0 or more"),
     (["--address", "127.0.0.1:1"], "cannot reach a Ray cluster at --address 127.0.0.1:1"),
@@ -63,8 +64,8 @@ def test_bad_search_options(tmp_path, args, fragment):
 @pytest.mark.ray
 def test_gpus_per_trial_on_a_cluster_without_gpu(local_ray):
     from lcp_tune.config import ExperimentConfig
-    from lcp_tune.registry import LcpTuneError
-    from lcp_tune.search import check_cluster
+    from lcp_tune.errors import LcpTuneError
+    from lcp_tune.tune.cluster import check_cluster
 
     with pytest.raises(LcpTuneError, match="cluster has none"):
         check_cluster(ExperimentConfig().replace(**{"search.gpus_per_trial": 0.5}))
@@ -77,7 +78,7 @@ def test_gpus_per_trial_on_a_cluster_without_gpu(local_ray):
 def test_asha_stops_a_bad_candidate_early(tmp_path, local_ray):
     """Candidates differ wildly at a tiny budget; ASHA must cut some after their first report."""
     from lcp_tune.config import ExperimentConfig
-    from lcp_tune.workflow import run_search_experiment
+    from lcp_tune.run.search import run_search_experiment
 
     config = ExperimentConfig().replace(**{
         "arch": "resnet20_tiny", "prune.budget": 0.15, "search.num_samples": 8, "search.searcher": "random",
@@ -97,18 +98,26 @@ def test_asha_stops_a_bad_candidate_early(tmp_path, local_ray):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_storage_puts_ray_results_in_a_shared_folder(tmp_path, local_ray):
-    """--storage: Ray Tune's results go to the shared folder; the experiment folder keeps the rest."""
+@pytest.mark.parametrize("as_uri", [False, True], ids=["folder", "pyarrow-uri"])
+def test_storage_puts_ray_results_in_a_shared_folder(tmp_path, local_ray, as_uri):
+    """--storage: Ray Tune's results go to the shared folder or URI; the experiment folder keeps
+    the rest, and its trials.parquet is read from that storage: one row per trial."""
+    import pandas as pd
+
     from lcp_tune.config import ExperimentConfig
-    from lcp_tune.workflow import RunOptions, run_search_experiment
+    from lcp_tune.run.search import RunOptions, run_search_experiment
 
     config = ExperimentConfig().replace(**{
-        "arch": "resnet20_tiny", "prune.budget": 0.4, "search.num_samples": 2, "search.tau_hat": 4,
+        "arch": "resnet20_tiny", "prune.budget": 0.4, "search.num_samples": 3, "search.tau_hat": 4,
         "search.report_every": 2, "search.bn_batches": 1, "base_train.epochs": 1, "finetune.epochs": 1})
     shared = tmp_path / "shared"
+    storage = shared.as_uri() if as_uri else str(shared)
     report = run_search_experiment(config, tmp_path / "exp", log=lambda s: None,
-                                   options=RunOptions(storage=str(shared)))
-    assert report["num_trials"] == 2
-    assert len(list((shared / "exp" / "search").glob("trial_*/result.json"))) == 2
+                                   options=RunOptions(storage=storage))
+    assert report["num_trials"] == 3
+    assert len(list((shared / "exp" / "search").glob("trial_*/result.json"))) == 3
     assert not (tmp_path / "exp" / "search").exists()
+    trials = pd.read_parquet(tmp_path / "exp" / "trials.parquet")
+    assert len(trials) == 3 and trials["trial_id"].is_unique and trials["val_loss"].notna().all()
+    assert list(trials["warm_start"][:2]) == ["identity", "uniform"]
     assert (tmp_path / "exp" / "report.json").is_file()

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lcp_tune.config import RECIPES, ExperimentConfig, TrainConfig, load_config, recipe_changes, save_config
+from lcp_tune.config import RECIPES, ExperimentConfig, TrainConfig, recipe_changes
+from lcp_tune.store.config_file import load_config, save_config
 from lcp_tune.training import evaluate, fit, make_schedule
 
 

@@ -1,5 +1,5 @@
 """Errors raised by the pruning core; all are user-facing one-sentence ValueErrors."""
-from ..registry import LcpTuneError
+from ..errors import LcpTuneError
 
 
 class PruningError(LcpTuneError):

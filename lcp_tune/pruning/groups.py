@@ -8,7 +8,7 @@ channels, as integer arrays. Planning, cost and surgery then never touch the tra
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch

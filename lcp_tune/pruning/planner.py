@@ -7,11 +7,12 @@ evaluations. The result is exactly the greedy's, ties broken by a stable sort.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..errors import LcpTuneError
+from ..rules import check_value
 from .errors import PruningError, UnreachableBudgetError
 from .resources import CostModel
 
@@ -80,8 +81,15 @@ def round_up(keep: np.ndarray, sizes: np.ndarray, round_to) -> np.ndarray:
 
 
 def check_budget(budget: float) -> None:
-    if not (0.0 < budget < 1.0) or math.isnan(budget):
-        raise PruningError(f"budget must be a fraction of the base cost in (0, 1), got {budget}")
+    """The budget rule of lcp_tune.rules, raised as a PruningError for callers of the core."""
+    _check("prune.budget", budget, "budget")
+
+
+def _check(key: str, value, name: str) -> None:
+    try:
+        check_value(key, value, name)
+    except LcpTuneError as exc:
+        raise PruningError(str(exc)) from None
 
 
 def plan_keep(scores: list[np.ndarray], cost: CostModel, budget: float, resource: str = "flops",
@@ -92,10 +100,8 @@ def plan_keep(scores: list[np.ndarray], cost: CostModel, budget: float, resource
     safeguard's minimum widths cost more than the budget.
     """
     check_budget(budget)
-    if not 0.0 <= safeguard < 1.0:
-        raise PruningError(f"safeguard must be in [0, 1), got {safeguard}")
-    if int(round_to) < 1:
-        raise PruningError(f"round_to must be a positive channel count, got {round_to}")
+    _check("prune.safeguard", safeguard, "safeguard")
+    _check("prune.round_to", round_to, "round_to")
     sizes = cost.structure.group_sizes
     steps = group_steps(cost.structure, round_to)
     floor = min_keep(sizes, safeguard, steps)

@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 from ray.tune.search import Searcher
 
-from . import SearchSpace
+from .space import SearchSpace
 
 
 class VectorSearcher(Searcher):

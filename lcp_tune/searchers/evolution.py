@@ -25,7 +25,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import SearchSpace
+from .space import SearchSpace
 from .base import VectorSearcher
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import SEARCHERS, SearchSpace
+from .registry import SEARCHERS
+from .space import SearchSpace
 
 if TYPE_CHECKING:
     from .evolution import RegularizedEvolution

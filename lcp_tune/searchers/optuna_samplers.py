@@ -5,7 +5,8 @@ warm starts are enqueued with points_to_evaluate so they run before anything sam
 """
 from __future__ import annotations
 
-from . import SEARCHERS, SearchSpace
+from .registry import SEARCHERS
+from .space import SearchSpace
 
 
 def _optuna_search(sampler, space: SearchSpace, metric: str, mode: str):

@@ -31,7 +31,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import SearchSpace
+from .space import SearchSpace
 from .base import VectorSearcher
 
 _RADII = np.array([0.03, 0.1, 0.2, 0.4])   # local step stds, fractions of the box width

@@ -1,0 +1,34 @@
+"""`lcp-tune export`: write an experiment's pruned network, check it, time base vs pruned.
+
+The format list is fixed here rather
+than read from lcp_tune.run.export so `lcp-tune --help` does not import torch.onnx.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from .options import Command
+
+from lcp_tune.errors import LcpTuneError
+
+FORMATS = ("torchscript", "onnx", "state-dict")
+
+
+@click.command("export", cls=Command)
+@click.argument("experiment", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
+              help="torchscript (torch.jit), onnx (needs lcp-tune[export]) or state-dict (plan.json + model.pt).")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Export folder, or a .pt / .onnx file (default EXPERIMENT/export/<format>/).")
+def export(experiment: Path, fmt: str, out: Optional[Path]) -> None:
+    """Export EXPERIMENT's pruned model, check its outputs against PyTorch, report latency."""
+    from lcp_tune.run.export import export_experiment
+
+    try:
+        report = export_experiment(experiment, fmt, out, log=click.echo)
+    except LcpTuneError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(report.table())

@@ -1,0 +1,108 @@
+"""Seeded train / validation / test splits and their loaders.
+
+The validation split is carved out of the training data: the search scores candidates on it
+and only on it; the test split is touched once, by the final report.
+
+Real datasets (cifar10, cifar100, imagenet, cub200, in `image_data.py`) are read from
+`data_dir` in their usual on-disk formats (see docs/datasets.md); nothing is ever downloaded. What is checked, and when:
+
+* At load time, the structure: folders and index files exist and parse, every listed image file
+  exists, no class folder is empty, labels are in range. A failure is one `LcpTuneError` line
+  naming the path and the expected layout. Checksums are not checked, so a folder in the right
+  format with other contents (a relabelled copy, a tiny test fixture) loads.
+* Image contents are decoded only when a sample is read. An image that fails to decode stops
+  the run with one `LcpTuneError` line naming the file; it is not skipped, because a silently
+  shrunk dataset makes runs incomparable, and decoding a million images up front would cost
+  minutes on every start. Fix or delete the file and run again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from lcp_tune.errors import LcpTuneError
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """The three splits of one dataset plus what a model factory needs to know about it."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    num_classes: int
+    input_shape: tuple[int, int, int]  # (channels, height, width) of one sample
+    classes: tuple[str, ...] = ()      # class names, index = label, where the dataset has them
+    workers: int = 0                   # loader worker processes (0: load in the main process)
+
+    def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0,
+               workers: Optional[int] = None) -> DataLoader:
+        """A DataLoader over one split; shuffling uses its own seeded generator.
+
+        Workers are not persistent: each pass restarts them from the generator, so re-seeding
+        `loader.generator` replays the same batches and the same augmentations.
+        """
+        generator = torch.Generator().manual_seed(seed) if shuffle else None
+        workers = self.workers if workers is None else workers
+        dataset = getattr(self, split)
+        return _Loader(dataset, batch_size=batch_size, shuffle=shuffle,
+                       generator=generator,
+                       # a ragged last batch only for tiny sets, where dropping it leaves nothing
+                       drop_last=shuffle and split == "train" and len(dataset) >= batch_size,
+                       num_workers=workers, pin_memory=torch.cuda.is_available())
+
+
+class _Loader(DataLoader):
+    """A DataLoader whose worker errors stay one line (torch wraps them in a traceback)."""
+
+    def __iter__(self):
+        batches = super().__iter__()
+        try:
+            yield from batches
+            return
+        except LcpTuneError as exc:
+            message = str(exc).strip().splitlines()[-1].split("LcpTuneError: ", 1)[-1]
+        # Stop the workers now: left to a later garbage collection, each waits 5 s to exit.
+        getattr(batches, "_shutdown_workers", lambda: None)()
+        del batches
+        raise LcpTuneError(message)
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (rest, held_out) with `fraction` of every class held out, reproducibly."""
+    rng = np.random.default_rng(seed)
+    held_out = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        held_out.append(idx[: max(1, int(round(fraction * len(idx))))])
+    held = np.sort(np.concatenate(held_out))
+    rest = np.setdiff1d(np.arange(len(labels)), held)
+    return rest, held
+
+def labels_of(dataset: Dataset) -> np.ndarray:
+    """Every label of a split: from its tensors or `targets`, else by reading each sample once."""
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[1].numpy()
+    if isinstance(dataset, Subset):
+        return labels_of(dataset.dataset)[np.asarray(dataset.indices)]
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:
+        return np.asarray(targets)
+    return np.array([_plain(dataset[i][1]) for i in range(len(dataset))])
+
+
+def select(dataset: Dataset, keep: np.ndarray) -> Dataset:
+    """The rows `keep` of a split, in the cheapest form its type allows."""
+    if isinstance(dataset, TensorDataset):
+        return TensorDataset(*(t[keep] for t in dataset.tensors))
+    if hasattr(dataset, "select"):
+        return dataset.select(keep)
+    return Subset(dataset, [int(i) for i in keep])
+
+
+def _plain(label):
+    return label.item() if isinstance(label, torch.Tensor) else label

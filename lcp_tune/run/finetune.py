@@ -1,0 +1,56 @@
+"""The final step for one compensation: prune to the budget, fine-tune fully, test once."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from lcp_tune.config import ExperimentConfig
+from lcp_tune.data import DataSplits
+from lcp_tune.pruning import Pruner
+from lcp_tune.training import EvalResult, evaluate, fit, recalibrate_bn
+
+Log = Callable[[str], None]
+
+
+def test_accuracy(model: torch.nn.Module, data: DataSplits, batch_size: int = 256) -> EvalResult:
+    """Top-1 on the test split: called once per reported model, never during search."""
+    return evaluate(model, data.loader("test", batch_size))
+
+
+def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConfig,
+                      data: DataSplits, log: Optional[Log] = None, label: str = "",
+                      checkpoint: Optional[Path] = None) -> tuple[torch.nn.Module, dict]:
+    """Prune with `vector`, fine-tune fully (best epoch on validation), test once."""
+    plan = pruner.plan(vector, config.prune.budget, config.prune.resource)
+    model = pruner.apply(plan)
+    torch.manual_seed(config.seed)
+    ft = config.finetune
+    train = data.loader("train", ft.batch_size, shuffle=True, seed=config.seed)
+    recalibrate_bn(model, train, config.search.bn_batches)   # same start as the search's trials
+    fit(model, train, ft, val=data.loader("val", 256), progress=_epoch_logger(log, label, ft.epochs),
+        checkpoint=checkpoint)
+    test = test_accuracy(model, data)
+    return model, {"test_acc": test.accuracy, "test_top5": test.top5, "test_loss": test.loss,
+                   "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio, "flops": plan.flops,
+                   "params": plan.params, "keep": dict(zip(plan.group_names, plan.keep_counts.tolist())),
+                   "plan": plan}
+
+
+def _epoch_logger(log: Optional[Log], label: str, epochs: int):
+    """A progress bar line every tenth of the fine-tune: long training never looks frozen."""
+    if log is None:
+        return None
+    start = time.time()
+
+    def progress(epoch: int, loss: float, val) -> None:
+        done = epoch + 1
+        if done % max(1, epochs // 10) == 0 or done == epochs:
+            bar = "#" * round(20 * done / epochs)
+            elapsed = time.time() - start
+            log(f"  fine-tune {label:<8} [{bar:<20}] epoch {done}/{epochs}  train loss {loss:.3f}  "
+                f"val acc {val.accuracy:.4f}  {elapsed:.0f}s, ~{elapsed / done * (epochs - done):.0f}s left")
+    return progress

@@ -1,0 +1,77 @@
+"""Learn once, prune many: one compensation applied at several budgets, one folder each."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from lcp_tune.errors import LcpTuneError
+from lcp_tune.models import build_model, default_input_shape
+from lcp_tune.pruning import COMPENSATIONS, METRICS, Pruner
+from lcp_tune.pruning.planner import check_budget
+from lcp_tune.store.checkpoints import file_hash, load_into, load_state_dict
+from lcp_tune.store.compensation_file import check_fits, compensation_vector, read_compensation
+from lcp_tune.store.pruned_io import save_pruned
+
+
+@dataclass(frozen=True)
+class PruneRequest:
+    """What `lcp-tune prune` asks for: one base model, one compensation, several budgets."""
+
+    arch: Optional[str]           # None: the compensation file's architecture
+    budgets: tuple[float, ...]
+    out: Path
+    checkpoint: Optional[Path] = None
+    compensation: Optional[Path] = None
+    num_classes: int = 10
+    input_shape: Optional[tuple[int, ...]] = None
+    metric: Optional[str] = None
+    form: Optional[str] = None
+    resource: str = "flops"
+    safeguard: float = 0.1
+    round_to: int = 1
+    batches: object = None        # training batches for the taylor metric
+
+
+def prune_to_budgets(req: PruneRequest, log: Callable[[str], None] = lambda s: None) -> list[Path]:
+    """Learn once, prune many: apply one compensation at every budget, save one folder each.
+
+    Every budget is planned before anything is written, so an unreachable budget leaves no
+    half-written output. Without a compensation the identity (plain global ranking) is used.
+    """
+    record = read_compensation(req.compensation) if req.compensation else None
+    arch = req.arch or (record.arch if record else "")
+    metric = req.metric or (record.metric if record else "l2")
+    form = req.form or (record.form if record else "additive")
+    _check_choices(record, metric, form)
+    for budget in req.budgets:
+        check_budget(budget)
+    ckpt_hash = file_hash(req.checkpoint) if req.checkpoint else None
+    if record:
+        check_fits(record, arch, ckpt_hash)
+    input_shape = tuple(req.input_shape or default_input_shape(arch))
+    model = build_model(arch, req.num_classes, input_shape[0])
+    if req.checkpoint:
+        load_into(model, load_state_dict(req.checkpoint), str(req.checkpoint), arch)
+    pruner = Pruner(model, input_shape, metric, form, req.safeguard, req.round_to, req.batches)
+    names = pruner.form.param_names(pruner.group_names)
+    vector = compensation_vector(record, names) if record else pruner.identity()
+    plans = [pruner.plan(vector, b, req.resource) for b in req.budgets]
+    extra = {"metric": metric, "form": form, "base_checkpoint_sha256": ckpt_hash,
+             "compensation": str(req.compensation) if req.compensation else None}
+    folders = []
+    for budget, plan in zip(req.budgets, plans):
+        folder = save_pruned(Path(req.out) / f"budget-{budget:g}", pruner.apply(plan), plan, arch,
+                             req.num_classes, input_shape, extra)
+        log(f"budget {budget:g}: {plan.flops_ratio:.4f} of the FLOPs, {plan.params_ratio:.4f} of the "
+            f"parameters -> {folder}")
+        folders.append(folder)
+    return folders
+
+
+def _check_choices(record, metric: str, form: str) -> None:
+    METRICS.get(metric)
+    COMPENSATIONS.get(form)
+    if record and (record.metric, record.form) != (metric, form):
+        raise LcpTuneError(f"compensation file {record.path} was learned with metric {record.metric!r} "
+                           f"and form {record.form!r}; --metric/--form say {metric!r}/{form!r}")

@@ -1,0 +1,49 @@
+"""The final report: the numbers of every fine-tuned method, and the table printed at the end."""
+from __future__ import annotations
+
+from lcp_tune.config import ExperimentConfig
+
+LABELS = {"lcp": "learned (LCP)", "random": "random search", "global": "global ranking", "uniform": "uniform"}
+
+
+def build_report(config: ExperimentConfig, base_acc: float, methods: dict, outcome, recovery: dict) -> dict:
+    """report.json: the chosen method's numbers at the top, every method under "methods"."""
+    chosen = methods[config.method]
+    return {
+        "arch": config.arch, "data": config.data, "budget": config.prune.budget,
+        "resource": config.prune.resource, "method": config.method, "base_test_acc": base_acc,
+        "recipe": config.recipe, "pruned_test_acc": chosen["test_acc"], "gap": chosen["gap"],
+        "flops_ratio": chosen["flops_ratio"], "params_ratio": chosen["params_ratio"],
+        "search_objective": chosen["search_objective"],
+        "warm_start_objectives": {"global": recovery["global"]["search_objective"],
+                                  "uniform": recovery["uniform"]["search_objective"]},
+        "num_trials": outcome.num_trials if outcome else 0,
+        "failed_trials": outcome.num_errors if outcome else 0,
+        "search_wall_time_s": outcome.wall_time_s if outcome else 0.0,
+        "searcher": config.search.searcher if config.method == "lcp" else ("random" if outcome else None),
+        "methods": methods,
+    }
+
+
+def format_report(report: dict) -> str:
+    """The final table printed at the end of a run."""
+    search = (f"search: {report['num_trials']} trials ({report['searcher']}), {report['search_wall_time_s']:.0f}s"
+              if report.get("num_trials") else "no search")
+    lines = [
+        "",
+        f"lcp-tune report: {report['arch']} on {report['data']}, budget {report['budget']:g} of base "
+        f"{report['resource']}, method {report.get('method', 'lcp')}",
+        f"base test accuracy {report['base_test_acc'] * 100:.2f}%   {search}",
+        "",
+        f"{'method':<18}{'test acc':>10}{'gap':>9}{'FLOPs':>8}{'params':>8}{'search obj':>12}{'after recovery':>16}",
+    ]
+    for name, m in report["methods"].items():
+        obj = m.get("search_objective")
+        rec = m.get("recovery_test_acc")
+        lines.append(f"{LABELS.get(name, name):<18}{m['test_acc'] * 100:>9.2f}%{m['gap'] * 100:>8.2f}%"
+                     f"{m['flops_ratio']:>8.3f}{m['params_ratio']:>8.3f}"
+                     f"{(f'{obj:.4f}' if obj is not None else '-'):>12}"
+                     f"{(f'{rec * 100:.2f}%' if rec is not None else '-'):>16}")
+    lines.append("(search obj: validation loss after the short recovery, lower is better; after recovery: "
+                 "test accuracy before the full fine-tune)")
+    return "\n".join(lines)

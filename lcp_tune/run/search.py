@@ -1,0 +1,196 @@
+"""The LCP workflow: base model -> Ray Tune search -> prune to budget -> full fine-tune -> report.
+
+Besides the learned compensation, the two baselines the search starts from (plain global
+ranking and uniform pruning) are fine-tuned the same way, so the report shows what the
+search bought. `resume_search_experiment` continues an interrupted one from its folder.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from lcp_tune.candidate import CandidateEvaluator, build_pruner
+from lcp_tune.config import ExperimentConfig
+from lcp_tune.data import DataSplits, load_experiment_data
+from lcp_tune.data.user import registered_factories
+from lcp_tune.errors import LcpTuneError
+from lcp_tune.models import build_model
+from lcp_tune.pruning import Pruner
+from lcp_tune.searchers import SearchSpace, experiment_space
+from lcp_tune.store.checkpoints import file_hash, load_into, load_state_dict, save_state_dict
+from lcp_tune.store.compensation_file import write_compensation
+from lcp_tune.store.experiment import Experiment, check_same_run, new_experiment_path, open_experiment
+from lcp_tune.store.files import read_json, write_json
+from lcp_tune.store.pruned_io import save_pruned
+from lcp_tune.tune.trials_table import write_trials
+
+from .base_model import obtain_base
+from .finetune import finetune_and_test, test_accuracy
+from .report import LABELS, build_report, format_report
+from .validate import validate_config
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a search, as opposed to what it is: none of these change its results."""
+
+    address: Optional[str] = None     # an existing Ray cluster ("auto" or "host:port")
+    storage: Optional[str] = None     # shared folder or pyarrow URI for Ray Tune's results
+    dashboard: bool = False           # start local Ray with its dashboard on 127.0.0.1
+    quiet: bool = False               # no per-trial lines, only the final report
+
+
+def run_search_experiment(config: ExperimentConfig, out: Optional[Path] = None, log: Log = print,
+                          options: RunOptions = RunOptions()) -> dict:
+    """Run the whole LCP workflow for `config`; returns the report also saved as report.json."""
+    validate_config(config)
+    if config.method == "random":
+        config = config.replace(**{"search.searcher": "random"})
+    _preflight(options)
+    data = load_experiment_data(config)
+    base, _ = obtain_base(config, data, _progress_log(log, options))   # a bad checkpoint fails before any folder
+    pruner, identity, uniform = _prepare(config, base, data)            # so does an unreachable budget
+    exp = open_experiment(out or new_experiment_path(), config)
+    log(f"experiment folder: {exp.root}")
+    save_state_dict(base, exp.base_path)
+    storage = f"{options.storage.rstrip('/')}/{exp.root.name}" if options.storage else None
+    write_json(exp.run_path, {"storage": storage, "search_keys": {}})
+    return _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, options, resume=False)
+
+
+def resume_search_experiment(folder: Path, log: Log = print, options: RunOptions = RunOptions(),
+                             requested: Optional[dict] = None) -> dict:
+    """Continue an interrupted search from its folder; finished trials are kept, never rerun.
+
+    `requested` holds settings the user gave alongside --resume; any that differ from the
+    folder's own (arch, data, budget, ...) mean the folder belongs to another run.
+    """
+    _preflight(options)
+    exp = Experiment(Path(folder))
+    config = exp.config()
+    check_same_run(folder, config, requested or {})
+    if exp.report_path.is_file():
+        report = read_json(exp.report_path)
+        log(f"the search in {folder} has already finished; its report:")
+        log(format_report(report))
+        return report
+    if not exp.base_path.is_file():
+        raise LcpTuneError(f"experiment folder {folder} has no base.pt; it was interrupted before the "
+                           f"search started: run it again without --resume")
+    data = load_experiment_data(config)
+    base = load_into(build_model(config.arch, data.num_classes, data.input_shape[0]),
+                     load_state_dict(exp.base_path), str(exp.base_path), config.arch)
+    pruner, identity, uniform = _prepare(config, base, data)
+    return _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, options, resume=True)
+
+
+def _preflight(options: RunOptions) -> None:
+    if options.address:
+        from lcp_tune.tune.cluster import check_reachable
+
+        check_reachable(options.address)
+
+
+def _prepare(config: ExperimentConfig, base: torch.nn.Module, data: DataSplits):
+    """The pruner and the two warm starts; plans identity once so a bad budget fails early."""
+    pruner = build_pruner(config, base, data)
+    identity = pruner.identity()
+    pruner.plan(identity, config.prune.budget, config.prune.resource)
+    return pruner, identity, pruner.uniform(config.prune.budget, config.prune.resource)
+
+
+def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, options, resume):
+    """Search (lcp, random) or not (global, uniform), then recover, fine-tune and test."""
+    base_test = test_accuracy(base, data)
+    log(f"base model: test accuracy {base_test.accuracy:.4f}")
+    warm = {"global": identity, "uniform": uniform}
+    outcome = None
+    if config.method in ("lcp", "random"):
+        # random search is the baseline "best of N random compensations": no warm starts
+        space = experiment_space(pruner, config, [identity, uniform] if config.method == "lcp" else [])
+        outcome = _search(config, exp, base, pruner, space, log, options, resume)
+        chosen = outcome.best_vector
+    else:
+        chosen = warm[config.method]
+    write_compensation(exp.compensation_path, pruner, chosen, config, file_hash(exp.base_path))
+    recovery = _recover(config, pruner, data, {config.method: chosen, **warm})
+    names = [config.method] + (["global", "uniform"] if config.method == "lcp" and config.baselines else [])
+    log(f"fine-tuning {', '.join(LABELS[n] for n in names)} ({config.finetune.epochs} epochs each)")
+    methods = {}
+    for name in names:
+        vector = chosen if name == config.method else warm[name]
+        model, result = finetune_and_test(pruner, vector, config, data, _progress_log(log, options), name,
+                                          checkpoint=exp.root / "finetune" / f"{name}.pt")
+        plan = result.pop("plan")
+        if name == config.method:
+            save_pruned(exp.pruned_dir, model, plan, config.arch, data.num_classes, data.input_shape)
+        result["gap"] = base_test.accuracy - result["test_acc"]
+        result.update(recovery[name])
+        methods[name] = result
+    if outcome is not None:   # the search's own number for its best trial
+        methods[config.method]["search_objective"] = outcome.best_objective
+    report = build_report(config, base_test.accuracy, methods, outcome, recovery)
+    write_json(exp.report_path, report)
+    log(format_report(report))
+    log(f"results: {exp.root}")
+    if outcome is not None:
+        _write_analysis(exp, log)
+    return report
+
+
+def _recover(config: ExperimentConfig, pruner: Pruner, data: DataSplits,
+             vectors: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Each candidate's search objective and its test accuracy right after the short recovery.
+
+    Evaluated in this process exactly as a trial does (same seed and batches), so every method's
+    report carries the objective of its own compensation and of both warm starts.
+    """
+    evaluator = CandidateEvaluator(config, data=data, pruner=pruner)
+    out = {}
+    for name, vector in vectors.items():
+        result = evaluator.evaluate(vector)
+        out[name] = {"search_objective": result["val_loss"],
+                     "recovery_test_acc": test_accuracy(evaluator.last_model, data).accuracy}
+    return out
+
+
+def _progress_log(log: Log, options: RunOptions) -> Log:
+    return (lambda line: None) if options.quiet else log
+
+
+def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, pruner: Pruner,
+            space: SearchSpace, log: Log, options: RunOptions, resume: bool):
+    """Run the Ray Tune search on a local Ray or the given cluster, then write trials.parquet."""
+    from lcp_tune.tune.cluster import check_cluster, ray_session
+    from lcp_tune.tune.tuner import run_search
+
+    names = dict(zip(space.keys, pruner.form.param_names(pruner.group_names)))
+    write_json(exp.run_path, {**exp.run_record(), "search_keys": names})
+    run_key = hashlib.sha256(f"{file_hash(exp.base_path)}{config.to_dict()}".encode()).hexdigest()[:16]
+    with ray_session(options.address, options.dashboard, log):
+        check_cluster(config)
+        outcome = run_search(config, exp.search_storage(), base.state_dict(), space,
+                             exp.root / "trial_cache", run_key, log=_progress_log(log, options),
+                             resume=resume, data_factories=registered_factories(config.data))
+    write_trials(exp)   # the one writer of trials.parquet, from Ray Tune's record of the search
+    if outcome.num_errors:
+        log(f"warning: {outcome.num_errors} of {outcome.num_trials} trials failed")
+    return outcome
+
+
+def _write_analysis(exp: Experiment, log: Log) -> None:
+    """analysis.md and the plots beside the results (every search ends with them)."""
+    from lcp_tune.analysis import write_analysis
+
+    try:
+        result = write_analysis([exp.root], strict=False)
+        log(f"analysis: {result.report} and {len(result.plots)} plots in {exp.root / 'plots'}")
+    except LcpTuneError as exc:
+        log(f"warning: the analysis could not be written: {exc}")

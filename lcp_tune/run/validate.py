@@ -1,0 +1,60 @@
+"""Validate a whole config before any work starts: every name against its registry, every
+number against lcp_tune.rules. The CLI, the presets and lcp_tune.search all end up here."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from lcp_tune.config import RECIPES, ExperimentConfig
+from lcp_tune.data import DATASETS
+from lcp_tune.errors import LcpTuneError
+from lcp_tune.models import ARCHS
+from lcp_tune.pruning import COMPENSATIONS, METRICS
+from lcp_tune.pruning.resources import RESOURCES
+from lcp_tune.rules import RULES, check_value
+from lcp_tune.searchers import SEARCHERS
+from lcp_tune.tune.schedulers import SCHEDULERS
+
+METHODS = ("lcp", "random", "global", "uniform")
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise LcpTuneError(f"unknown method {method!r}: must be one of {', '.join(METHODS)}")
+
+
+def check_resource(resource: str) -> None:
+    if resource not in RESOURCES:
+        raise LcpTuneError(f"unknown resource {resource!r}: must be one of {', '.join(RESOURCES)}")
+
+
+def check_recipe(recipe: str) -> None:
+    if recipe not in RECIPES:
+        raise LcpTuneError(f"unknown training recipe {recipe!r}: must be one of {', '.join(sorted(RECIPES))}")
+
+
+def validate_config(config: ExperimentConfig) -> None:
+    """Reject bad settings with one clear sentence naming the setting and what is allowed."""
+    ARCHS.get(config.arch)
+    DATASETS.get(config.data)
+    METRICS.get(config.prune.metric)
+    COMPENSATIONS.get(config.prune.form)
+    SEARCHERS.get(config.search.searcher)
+    SCHEDULERS.get(config.search.scheduler)
+    check_method(config.method)
+    check_resource(config.prune.resource)
+    check_recipe(config.recipe)
+    values = _flatten(dataclasses.asdict(config))
+    for key in RULES:
+        if key in values:
+            check_value(key, values[key])
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

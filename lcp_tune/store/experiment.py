@@ -1,0 +1,124 @@
+"""The experiment folder: one place for everything a user needs to resume, analyse or reuse a run.
+
+    EXPERIMENT/
+      config.yaml        resolved settings       base.pt            base weights (state_dict)
+      search/            Ray Tune results        compensation.json  the learned compensation
+      pruned/            plan.json + model.pt    report.json        final numbers
+      trials.parquet     one row per trial
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lcp_tune.config import ExperimentConfig
+from lcp_tune.errors import LcpTuneError
+
+from .config_file import load_config, save_config
+from .files import read_json
+
+# Fields that define what a run *is*; a folder with other values belongs to another run.
+IDENTITY_FIELDS = ("arch", "data", "seed", "prune.budget", "prune.resource", "prune.metric", "prune.form")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def base_path(self) -> Path:
+        return self.root / "base.pt"
+
+    @property
+    def search_dir(self) -> Path:
+        return self.root / "search"
+
+    @property
+    def compensation_path(self) -> Path:
+        return self.root / "compensation.json"
+
+    @property
+    def pruned_dir(self) -> Path:
+        return self.root / "pruned"
+
+    @property
+    def report_path(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def trials_path(self) -> Path:
+        return self.root / "trials.parquet"
+
+    @property
+    def run_path(self) -> Path:
+        """run.json: where the search is stored and the names of its flat keys."""
+        return self.root / "run.json"
+
+    def run_record(self) -> dict[str, Any]:
+        """run.json's contents: {"storage": URI or folder or None, "search_keys": {c000: name}}."""
+        return read_json(self.run_path) if self.run_path.is_file() else {}
+
+    def search_storage(self) -> str:
+        """Ray Tune's storage_path for this experiment: --storage if one was given, else the folder."""
+        return self.run_record().get("storage") or str(self.root.resolve())
+
+    def search_path(self) -> str:
+        """Where Ray Tune keeps this experiment's search (a folder or a URI)."""
+        return f"{self.search_storage().rstrip('/')}/search"
+
+    def is_experiment(self) -> bool:
+        return self.config_path.is_file()
+
+    def config(self) -> ExperimentConfig:
+        if not self.is_experiment():
+            raise LcpTuneError(f"{self.root} is not an lcp-tune experiment folder (no config.yaml)")
+        return load_config(self.config_path)
+
+
+def new_experiment_path(base: Path = Path("lcp-runs"), prefix: str = "search") -> Path:
+    """A fresh folder name under ./lcp-runs/, timestamped so runs sort by age."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = base / f"{prefix}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = base / f"{prefix}-{stamp}-{n}"
+    return path
+
+
+def _get(config: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def check_same_run(root: Path, old: ExperimentConfig, asked: dict[str, Any]) -> None:
+    """Refuse a folder whose run differs from `asked` ({"prune.budget": 0.3, ...}) in any field."""
+    recorded = old.to_dict()
+    for name, value in asked.items():
+        if value is not None and _get(recorded, name) != value:
+            raise LcpTuneError(f"experiment folder {root} belongs to another run ({name} = "
+                               f"{_get(recorded, name)!r}, asked {value!r}); choose another folder")
+
+
+def open_experiment(root: Path, config: ExperimentConfig) -> Experiment:
+    """Create the folder for `config`, or reopen it if it holds the same run.
+
+    A folder holding another run (other arch, data, seed or budget) is refused rather than
+    mixed; a non-empty folder that is not an experiment is refused too.
+    """
+    exp = Experiment(Path(root))
+    if exp.is_experiment():
+        new = config.to_dict()
+        check_same_run(root, exp.config(), {name: _get(new, name) for name in IDENTITY_FIELDS})
+    elif exp.root.exists() and any(exp.root.iterdir()):
+        raise LcpTuneError(f"output folder {root} exists and is not an lcp-tune experiment; choose another --out")
+    exp.root.mkdir(parents=True, exist_ok=True)
+    save_config(config, exp.config_path)
+    return exp

@@ -1,0 +1,113 @@
+"""Where the trials run: a local Ray on 127.0.0.1, or a running cluster reached by address
+(with its token auth), and how many trials fit at once."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from lcp_tune.config import ExperimentConfig
+from lcp_tune.errors import LcpTuneError
+
+
+def init_ray(num_cpus: Optional[int] = None, address: Optional[str] = None, dashboard: bool = False,
+             log: Callable[[str], None] = print, dashboard_port: int = 8265) -> None:
+    """Connect to a cluster at `address`, or start a local Ray on 127.0.0.1.
+
+    Local Ray keeps its dashboard off unless asked; Ray 2.60 turns token authentication on, and
+    the dashboard then refuses requests without the token.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    # the legacy reporter honours verbose=0; the new engine prints wide boxes regardless
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if address:
+        _connect(address)
+        log(f"connected to the Ray cluster at {address}: {_describe(ray.cluster_resources())}")
+        return
+    context = ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=dashboard,
+                       dashboard_host="127.0.0.1", dashboard_port=dashboard_port, log_to_driver=False, configure_logging=True,
+                       logging_level="ERROR", _node_ip_address="127.0.0.1")
+    if dashboard:
+        log(f"Ray dashboard: http://{context.dashboard_url}  (token authentication is on: the token is in "
+            f"~/.ray/auth_token, or run `ray get-auth-token`; the browser asks for it)")
+
+
+@contextmanager
+def ray_session(address: Optional[str] = None, dashboard: bool = False,
+                log: Callable[[str], None] = print) -> Iterator[None]:
+    """Ray for the block: the running one, the cluster at `address`, or a local one started
+    here and shut down after (so a script's own Ray is left alone)."""
+    import ray
+
+    started_here = not ray.is_initialized()
+    init_ray(address=address, dashboard=dashboard, log=log)
+    try:
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def check_reachable(address: str) -> None:
+    """Fail in seconds, in one line, when nothing listens at host:port ("auto" is left to Ray)."""
+    import socket
+
+    if address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise LcpTuneError(f"cannot reach a Ray cluster at --address {address} ({exc}); "
+                           f"start one with `ray start --head` or check host and port") from None
+
+
+def _connect(address: str) -> None:
+    """ray.init(address=...) with a fast, one-line failure when the cluster cannot be reached."""
+    import ray
+
+    check_reachable(address)
+    # `ray start` in 2.60 turns token authentication on; a client must say it uses tokens
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if "RAY_AUTH_TOKEN" in os.environ or token.is_file():
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LcpTuneError(f"cannot connect to the Ray cluster at --address {address}: {message[:200]}") from None
+
+
+def _describe(resources: dict) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in sorted(resources.items()) if k in ("CPU", "GPU"))
+
+
+def check_cluster(config: ExperimentConfig) -> None:
+    """Refuse resources the cluster does not have, before any trial waits forever for them."""
+    import ray
+
+    resources = ray.cluster_resources()
+    if config.search.gpus_per_trial > 0 and resources.get("GPU", 0) <= 0:
+        raise LcpTuneError(f"--gpus-per-trial {config.search.gpus_per_trial:g} asks for GPUs but the Ray "
+                           f"cluster has none; use --gpus-per-trial 0")
+    if config.search.cpus_per_trial > resources.get("CPU", 0):
+        raise LcpTuneError(f"--cpus-per-trial {config.search.cpus_per_trial} is more than the "
+                           f"{resources.get('CPU', 0):g} CPUs of the Ray cluster")
+
+
+def concurrency(config: ExperimentConfig) -> int:
+    """Trials at once: what the cluster's CPUs (and GPUs) fit, unless the user capped it."""
+    import ray
+
+    if config.search.max_concurrent:
+        return config.search.max_concurrent
+    resources = ray.cluster_resources()
+    fit = int(resources.get("CPU", 1) // max(1, config.search.cpus_per_trial))
+    if config.search.gpus_per_trial:
+        fit = min(fit, int(resources.get("GPU", 0) / config.search.gpus_per_trial + 1e-9))
+    return max(1, fit)

@@ -1,0 +1,67 @@
+"""Progress of a search: one compact line per finished trial (done / running, result, best so
+far, time left), fed by a Tune callback.
+
+The callback is a module-level class, so it is given once in `RunConfig(callbacks=...)` and
+Ray's own `Tuner.restore` brings it back from the experiment; it prints through whichever
+printer the driver installed with `printing_to` (public API only, no Tuner internals).
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
+
+from ray import tune
+
+from .trial import METRIC
+
+_PRINTER: Optional["ProgressPrinter"] = None   # the driver's printer while a search runs
+
+
+class ProgressPrinter:
+    """Counts finished trials and formats their lines."""
+
+    def __init__(self, total: int, log: Callable[[str], None], already_done: int = 0):
+        self.total, self.log = total, log
+        self.done, self.start = already_done, time.time()
+        self.best, self.best_flops, self.new = float("inf"), float("nan"), 0
+
+    def trial_done(self, result: dict, running: int = 0) -> None:
+        self.done += 1
+        self.new += 1
+        loss = result.get(METRIC, float("nan"))
+        if loss == loss and loss < self.best:
+            self.best, self.best_flops = loss, result.get("flops_ratio", float("nan"))
+        elapsed = time.time() - self.start
+        eta = elapsed / self.new * max(0, self.total - self.done)
+        early = "" if result.get("step", 0) >= result.get("tau_hat", 0) else " (stopped early)"
+        self.log(f"  [{self.done:>3}/{self.total} done, {running} running] val loss {loss:.4f} "
+                 f"acc {result.get('val_acc', 0):.3f} flops {result.get('flops_ratio', 0):.3f}{early} | "
+                 f"best {self.best:.4f} at flops {self.best_flops:.3f} | {elapsed:.0f}s, ~{eta:.0f}s left")
+
+    def trial_failed(self, trial_id: str, where: str) -> None:
+        self.done += 1
+        self.log(f"  [{self.done:>3}/{self.total}] trial {trial_id} FAILED (see {where})")
+
+
+@contextmanager
+def printing_to(printer: ProgressPrinter) -> Iterator[ProgressPrinter]:
+    """Route ProgressCallback's lines to `printer` while the block runs."""
+    global _PRINTER
+    previous, _PRINTER = _PRINTER, printer
+    try:
+        yield printer
+    finally:
+        _PRINTER = previous
+
+
+class ProgressCallback(tune.Callback):
+    """Forwards finished and failed trials to the installed printer (none: silent)."""
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if _PRINTER is not None:
+            _PRINTER.trial_done(trial.last_result or {}, sum(t.status == "RUNNING" for t in trials))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        if _PRINTER is not None:
+            _PRINTER.trial_failed(trial.trial_id, trial.path or "its folder")
