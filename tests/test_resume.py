@@ -88,3 +88,36 @@ def test_resume_refuses_another_runs_settings(tmp_path):
     assert result.exit_code != 0 and "belongs to another run" in result.output
     result = CliRunner().invoke(main, ["search", "--resume", str(tmp_path / "exp"), "--arch", "resnet56"])
     assert result.exit_code != 0 and "arch" in result.output
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_is_an_interruption_never_a_finished_run(tmp_path, local_ray, signum, status):
+    """Ctrl-C or SIGTERM mid-search: one line, exit 130 / 143, no final artefact, and --resume
+    continues with every finished trial kept."""
+    checkpoint = tmp_path / "base.pt"
+    result = CliRunner().invoke(main, ["train", "--arch", "resnet20_tiny", "--epochs", "2", "--out", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    exp = tmp_path / "exp"
+    cache = exp / "trial_cache"
+    proc = subprocess.Popen(search_command(exp, checkpoint), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, env=dict(os.environ), text=True)
+    try:
+        wait_for(lambda: cache.is_dir() and len(list(cache.glob("*.json"))) >= 2, 240, proc)
+        os.kill(proc.pid, signum)            # the driver only, as a terminal's Ctrl-C or a scheduler would
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == status, output
+    last = output.strip().splitlines()[-1]
+    assert f"interrupted by {signal.Signals(signum).name}" in last and "--resume" in last, output
+    for final in ("report.json", "compensation.json", "pruned", "analysis.md"):
+        assert not (exp / final).exists(), final
+    finished = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")}
+    if signum == signal.SIGTERM:
+        return   # the resume path is the same for both signals; run it once
+    report = resume_search_experiment(exp, lambda line: None, RunOptions())
+    assert report["num_trials"] == SAMPLES and report["failed_trials"] == 0
+    after = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")}
+    assert all(after[name] == mtime for name, mtime in finished.items())   # never evaluated again

@@ -178,5 +178,8 @@ def path_option(*names: str, **kw: Any) -> Callable:
 
 
 def fail(exc: LcpTuneError) -> None:
-    """Turn a user-facing error into click's one-line message and exit status 1."""
-    raise click.ClickException(str(exc)) from None
+    """Turn a user-facing error into click's one-line message; exit status 1, or the error's own
+    (130 / 143 for an interruption)."""
+    error = click.ClickException(str(exc))
+    error.exit_code = getattr(exc, "exit_code", 1)
+    raise error from None

@@ -28,6 +28,7 @@ SEARCH_KEYS = ("arch", "data", "data_dir", "val_fraction", "subset", "image_size
 def search(out: Optional[Path], resume: Optional[Path], address: Optional[str], storage: Optional[str],
            dashboard: bool, quiet: bool, **flags) -> None:
     """Learn layer compensations with a Ray Tune search, prune, fine-tune and report."""
+    from lcp_tune.run.interrupts import Interrupted
     from lcp_tune.run.search import RunOptions, resume_search_experiment, run_search_experiment
     from lcp_tune.run.settings import resolve_config
 
@@ -40,3 +41,5 @@ def search(out: Optional[Path], resume: Optional[Path], address: Optional[str], 
             run_search_experiment(resolve_config(changes), out, click.echo, options)
     except LcpTuneError as exc:
         fail(exc)
+    except KeyboardInterrupt:   # before the experiment folder existed: nothing to resume
+        fail(Interrupted("interrupted before the search started; nothing was written"))

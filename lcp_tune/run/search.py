@@ -7,9 +7,10 @@ search bought. `resume_search_experiment` continues an interrupted one from its 
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -27,10 +28,12 @@ from lcp_tune.store.compensation_file import write_compensation
 from lcp_tune.store.experiment import Experiment, check_same_run, new_experiment_path, open_experiment
 from lcp_tune.store.files import read_json, write_json
 from lcp_tune.store.pruned_io import save_pruned
-from lcp_tune.tune.trials_table import write_trials
+from lcp_tune.tune.outcome import summarize
+from lcp_tune.tune.trials_table import ERROR, FINISHED, STOPPED, write_trials
 
 from .base_model import obtain_base
 from .finetune import finetune_and_test, test_accuracy
+from .interrupts import catching_signals, interrupted
 from .report import LABELS, build_report, format_report
 from .validate import validate_config
 
@@ -62,7 +65,8 @@ def run_search_experiment(config: ExperimentConfig, out: Optional[Path] = None, 
     save_state_dict(base, exp.base_path)
     storage = f"{options.storage.rstrip('/')}/{exp.root.name}" if options.storage else None
     write_json(exp.run_path, {"storage": storage, "search_keys": {}})
-    return _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, options, resume=False)
+    with _as_interruption(exp):
+        return _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, options, resume=False)
 
 
 def resume_search_experiment(folder: Path, log: Log = print, options: RunOptions = RunOptions(),
@@ -88,7 +92,22 @@ def resume_search_experiment(folder: Path, log: Log = print, options: RunOptions
     base = load_into(build_model(config.arch, data.num_classes, data.input_shape[0]),
                      load_state_dict(exp.base_path), str(exp.base_path), config.arch)
     pruner, identity, uniform = _prepare(config, base, data)
-    return _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, options, resume=True)
+    with _as_interruption(exp):
+        return _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, options, resume=True)
+
+
+@contextmanager
+def _as_interruption(exp: Experiment) -> Iterator[None]:
+    """Ctrl-C / SIGTERM anywhere in the search or the fine-tunes: one line and how to resume."""
+    with catching_signals():
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise interrupted("the run", _resume_hint(exp)) from None
+
+
+def _resume_hint(exp: Experiment) -> str:
+    return f"Continue it with: lcp-tune search --resume {exp.root}"
 
 
 def _preflight(options: RunOptions) -> None:
@@ -174,12 +193,18 @@ def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, pr
     names = dict(zip(space.keys, pruner.form.param_names(pruner.group_names)))
     write_json(exp.run_path, {**exp.run_record(), "search_keys": names})
     run_key = hashlib.sha256(f"{file_hash(exp.base_path)}{config.to_dict()}".encode()).hexdigest()[:16]
-    with ray_session(options.address, options.dashboard, log):
+    with ray_session(options.address, options.dashboard, log), catching_signals():   # after ray.init
         check_cluster(config)
-        outcome = run_search(config, exp.search_storage(), base.state_dict(), space,
-                             exp.root / "trial_cache", run_key, log=_progress_log(log, options),
-                             resume=resume, data_factories=registered_factories(config.data))
-    write_trials(exp)   # the one writer of trials.parquet, from Ray Tune's record of the search
+        # absolute: Ray runs each trial in its own working directory
+        results, wall = run_search(config, exp.search_storage(), base.state_dict(), space,
+                                   exp.root.resolve() / "trial_cache", run_key, log=_progress_log(log, options),
+                                   resume=resume, data_factories=registered_factories(config.data))
+    table = write_trials(exp)   # the one writer of trials.parquet, from Ray Tune's record of the search
+    ended = int(table["status"].isin([FINISHED, STOPPED, ERROR]).sum())
+    if ended < config.search.num_samples:   # Tune returns from Ctrl-C as from a finished search
+        raise interrupted(f"the search ({ended} of {config.search.num_samples} trials finished)",
+                          _resume_hint(exp))
+    outcome = summarize(results, space, ("identity", "uniform"), wall)
     if outcome.num_errors:
         log(f"warning: {outcome.num_errors} of {outcome.num_trials} trials failed")
     return outcome

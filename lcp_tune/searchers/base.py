@@ -12,13 +12,14 @@ because it always has something to propose, even with every earlier trial still 
 """
 from __future__ import annotations
 
+import json
 import math
-import pickle
 from typing import Optional
 
 import numpy as np
 from ray.tune.search import Searcher
 
+from ..errors import LcpTuneError
 from .space import SearchSpace
 
 
@@ -89,12 +90,18 @@ class VectorSearcher(Searcher):
             self._observe(vector, loss)
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.get_state(), f)
+        """JSON, never pickle: restoring a folder someone handed you runs no code from it."""
+        with open(checkpoint_path, "w") as f:
+            json.dump(self.get_state(), f)
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))
+        try:
+            with open(checkpoint_path) as f:
+                state = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise LcpTuneError(f"searcher state {checkpoint_path} is not lcp-tune's JSON ({exc}); "
+                               f"it cannot be resumed") from None
+        self.set_state(state)
 
     def get_state(self) -> dict:
         """Everything needed to continue identically, as plain Python values."""

@@ -10,7 +10,6 @@ from lcp_tune.config import ExperimentConfig
 from lcp_tune.searchers import SearchSpace, make_searcher
 
 from .cluster import concurrency
-from .outcome import SearchOutcome, summarize
 from .progress import ProgressCallback, ProgressPrinter, printing_to
 from .schedulers import SCHEDULERS
 from .trial import METRIC, MODE, build_trainable
@@ -19,8 +18,12 @@ from .trial import METRIC, MODE, build_trainable
 def run_search(config: ExperimentConfig, storage: str, base_state: dict, space: SearchSpace,
                cache_dir: Path, run_key: str, warm_names: tuple[str, ...] = ("identity", "uniform"),
                log: Callable[[str], None] = print, resume: bool = False,
-               data_factories: dict[str, Callable[..., Any]] | None = None) -> SearchOutcome:
-    """Run (or resume) the Ray Tune search; return the best compensation and the counts."""
+               data_factories: dict[str, Callable[..., Any]] | None = None) -> tuple[Any, float]:
+    """Run (or resume) the Ray Tune search; return Ray's ResultGrid and the wall time.
+
+    A search stopped by Ctrl-C returns too (Tune saves its state and stops): the caller tells
+    an interrupted search from a finished one by its trials' statuses.
+    """
     from ray import tune
 
     search = config.search
@@ -40,7 +43,7 @@ def run_search(config: ExperimentConfig, storage: str, base_state: dict, space: 
         f"{concurrency(config)} at a time, {search.tau_hat} steps each")
     with printing_to(ProgressPrinter(search.num_samples, log, done_before)):
         results = tuner.fit()
-    return summarize(results, space, warm_names, time.time() - start)
+    return results, time.time() - start
 
 
 def _new_tuner(config: ExperimentConfig, space: SearchSpace, trainable, storage: str):
