@@ -22,6 +22,7 @@ from lcp_tune.pruning import Pruner
 from lcp_tune.store.experiment import Experiment, new_experiment_path
 from lcp_tune.store.files import read_json
 from lcp_tune.store.pruned_io import load_pruned
+from lcp_tune.trust import trust
 
 from .run.search import RunOptions, resume_search_experiment, run_search_experiment
 from .run.settings import dotted, resolve_config
@@ -58,6 +59,7 @@ def search(*, out: Optional[Union[str, Path]] = None, resume: Optional[Union[str
     if callable(settings.get("data")):
         from lcp_tune.data.user import register_factory
         settings["data"] = register_factory(settings["data"])
+    trust(v for k, v in settings.items() if k in ("arch", "data"))   # given here, by the user
     changes = dotted(settings)
     options = RunOptions(address=address, storage=storage, quiet=quiet)
     emit = log or (lambda line: None)
@@ -70,8 +72,8 @@ def search(*, out: Optional[Union[str, Path]] = None, resume: Optional[Union[str
     return load_result(folder)
 
 
-def load_result(experiment: Union[str, Path]) -> SearchResult:
-    """Load a finished experiment folder as a SearchResult."""
+def load_result(experiment: Union[str, Path], trust_code: bool = False) -> SearchResult:
+    """Load a finished experiment folder as a SearchResult (trust_code: see load_pruned)."""
     from lcp_tune.analysis import load_trials
 
     exp = Experiment(Path(experiment))
@@ -79,7 +81,7 @@ def load_result(experiment: Union[str, Path]) -> SearchResult:
         raise LcpTuneError(f"experiment {exp.root} has no report.json: its search has not finished")
     compensation = read_json(exp.compensation_path).get("values", {}) if exp.compensation_path.is_file() else {}
     return SearchResult(exp.root, read_json(exp.report_path), load_trials(exp.root), compensation,
-                        load_pruned(exp.pruned_dir))
+                        load_pruned(exp.pruned_dir, trust_code))
 
 
 def prune(model: nn.Module, budget: float, *, example_input: Optional[torch.Tensor] = None,

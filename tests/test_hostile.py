@@ -42,3 +42,124 @@ def test_own_searcher_state_is_json_and_a_pickle_in_its_place_never_runs(tmp_pat
     with pytest.raises(LcpTuneError, match="not lcp-tune's JSON"):
         make_searcher(name, space, seed=0).restore(str(path))
     assert not marker.exists()
+
+
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory, local_ray):
+    """A finished 3-trial search whose folder the tests below copy and damage."""
+    from lcp_tune.config import ExperimentConfig
+    from lcp_tune.run.search import run_search_experiment
+
+    config = ExperimentConfig().replace(**{
+        "arch": "resnet20_tiny", "prune.budget": 0.4, "search.num_samples": 3, "search.tau_hat": 4,
+        "search.report_every": 2, "search.bn_batches": 1, "base_train.epochs": 1, "finetune.epochs": 1})
+    root = tmp_path_factory.mktemp("hostile") / "exp"
+    run_search_experiment(config, root, log=lambda line: None)
+    return root
+
+
+def unfinished_copy(finished_search, tmp_path) -> Path:
+    import shutil
+
+    folder = Path(shutil.copytree(finished_search, tmp_path / "exp"))
+    for name in ("report.json", "compensation.json", "trials.parquet"):
+        (folder / name).unlink()
+    return folder
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_damaged_tune_state_stops_resume_in_one_line(finished_search, tmp_path, damage):
+    from click.testing import CliRunner
+
+    from lcp_tune.cli import main
+    from lcp_tune.testing import assert_one_line_error
+
+    folder = unfinished_copy(finished_search, tmp_path)
+    for state in (folder / "search").glob("experiment_state-*.json"):
+        if damage == "truncated":
+            state.write_text(state.read_text()[:200])
+        else:
+            state.unlink()
+    trials_before = sorted(p.name for p in (folder / "search").glob("trial_*"))
+    result = CliRunner().invoke(main, ["search", "--resume", str(folder)])
+    assert_one_line_error(result, "cannot resume the search", "experiment_state")
+    assert sorted(p.name for p in (folder / "search").glob("trial_*")) == trials_before   # no new search
+    assert not (folder / "report.json").exists()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_reusing_out_with_other_settings_names_the_setting(finished_search, tmp_path):
+    from click.testing import CliRunner
+
+    from lcp_tune.cli import main
+    from lcp_tune.testing import assert_one_line_error
+
+    folder = unfinished_copy(finished_search, tmp_path)
+    result = CliRunner().invoke(main, ["search", "--arch", "resnet20_tiny", "--budget", "0.4", "--num-samples", "3",
+                                       "--tau-hat", "5", "--out", str(folder)])
+    assert_one_line_error(result, "belongs to another run", "search.tau_hat = 4", "asked 5")
+    assert not (folder / "report.json").exists()
+
+
+PAYLOAD_MODULE = """
+from pathlib import Path
+Path({marker!r}).touch()          # importing this module is the payload
+
+def make(num_classes=10, in_channels=3):
+    raise RuntimeError("never called")
+"""
+
+
+@pytest.fixture()
+def payload_module(tmp_path, monkeypatch):
+    """An importable module whose import creates a marker; its name is unique per test."""
+    name = f"lcp_payload_{tmp_path.name.replace('-', '_')}"
+    marker = tmp_path / "marker"
+    (tmp_path / f"{name}.py").write_text(PAYLOAD_MODULE.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return f"{name}:make", marker
+
+
+def test_plan_json_naming_a_factory_runs_nothing(finished_search, tmp_path, payload_module):
+    import json
+    import shutil
+
+    import lcp_tune
+
+    spec, marker = payload_module
+    pruned = Path(shutil.copytree(finished_search / "pruned", tmp_path / "pruned"))
+    meta = json.loads((pruned / "plan.json").read_text())
+    (pruned / "plan.json").write_text(json.dumps({**meta, "arch": spec}))
+    with pytest.raises(LcpTuneError, match="names code to run.*trust_code=True"):
+        lcp_tune.load_pruned(pruned)
+    assert not marker.exists()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_config_and_compensation_naming_a_factory_run_nothing(finished_search, tmp_path, payload_module):
+    import json
+
+    import yaml
+    from click.testing import CliRunner
+
+    from lcp_tune.cli import main
+    from lcp_tune.testing import assert_one_line_error
+
+    spec, marker = payload_module
+    folder = unfinished_copy(finished_search, tmp_path)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    (folder / "config.yaml").write_text(yaml.safe_dump({**config, "arch": spec}))
+    result = CliRunner().invoke(main, ["search", "--resume", str(folder)])
+    assert_one_line_error(result, f"architecture '{spec}' names code to run", f"--arch {spec}")
+
+    comp = json.loads((finished_search / "compensation.json").read_text())
+    (tmp_path / "comp.json").write_text(json.dumps({**comp, "arch": spec}))
+    result = CliRunner().invoke(main, ["prune", "--compensation", str(tmp_path / "comp.json"), "--budget", "0.5",
+                                       "--checkpoint", str(finished_search / "base.pt"),
+                                       "--out", str(tmp_path / "out"), "--input-shape", "1", "8", "8"])
+    assert_one_line_error(result, "names code to run", f"--arch {spec}")
+    assert not marker.exists()

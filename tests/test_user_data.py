@@ -14,6 +14,7 @@ from lcp_tune.cli import main
 from lcp_tune.data import load_data
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.testing import assert_one_line_error
+from lcp_tune.trust import trust
 
 # A learnable task the project has never seen: three 8x8 one-channel blob patterns plus noise.
 MODULE = textwrap.dedent('''
@@ -70,6 +71,9 @@ def user_module(tmp_path, monkeypatch):
 
 
 def test_factory_gives_splits_with_a_carved_validation_set(user_module):
+    with pytest.raises(LcpTuneError, match="names code to run"):   # a name from a file would not run
+        load_data(f"{user_module}:make")
+    trust([f"{user_module}:make", f"{user_module}:make_with_val"])   # as the CLI does for --data
     splits = load_data(f"{user_module}:make", seed=3, val_fraction=0.25)
     assert splits.input_shape == (1, 8, 8) and splits.num_classes == 3
     assert len(splits.train) + len(splits.val) == 240 and len(splits.val) == 60 and len(splits.test) == 90
@@ -91,6 +95,7 @@ def test_factory_gives_splits_with_a_carved_validation_set(user_module):
 def test_bad_factory_is_one_line_before_any_worker(user_module, tmp_path, factory, fragments):
     import ray
 
+    trust([factory])
     with pytest.raises(LcpTuneError):
         load_data(factory)
     result = CliRunner().invoke(main, ["search", "--data", factory, "--out", str(tmp_path / "exp")])

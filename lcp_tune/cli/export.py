@@ -23,12 +23,14 @@ FORMATS = ("torchscript", "onnx", "state-dict")
               help="torchscript (torch.jit), onnx (needs lcp-tune[export]) or state-dict (plan.json + model.pt).")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Export folder, or a .pt / .onnx file (default EXPERIMENT/export/<format>/).")
-def export(experiment: Path, fmt: str, out: Optional[Path]) -> None:
+@click.option("--trust-code", is_flag=True,
+              help="Allow the experiment's plan.json to name a package.module:factory architecture.")
+def export(experiment: Path, fmt: str, out: Optional[Path], trust_code: bool) -> None:
     """Export EXPERIMENT's pruned model, check its outputs against PyTorch, report latency."""
     from lcp_tune.run.export import export_experiment
 
     try:
-        report = export_experiment(experiment, fmt, out, log=click.echo)
+        report = export_experiment(experiment, fmt, out, log=click.echo, trust_code=trust_code)
     except LcpTuneError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(report.table())

@@ -18,6 +18,7 @@ from click.core import ParameterSource
 from lcp_tune.config import ExperimentConfig, default_of, help_of
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.rules import flag
+from lcp_tune.trust import trust
 
 
 class Command(click.Command):
@@ -169,8 +170,10 @@ def config_options(keys: Sequence[str]) -> Callable:
 def given(keys: Sequence[str], flags: dict[str, Any]) -> dict[str, Any]:
     """The flags the user gave on the command line, as {dotted key: value}; defaults are left out."""
     ctx = click.get_current_context()
-    return {key: flags[param_name(key)] for key in keys
-            if ctx.get_parameter_source(param_name(key)) not in (None, ParameterSource.DEFAULT)}
+    out = {key: flags[param_name(key)] for key in keys
+           if ctx.get_parameter_source(param_name(key)) not in (None, ParameterSource.DEFAULT)}
+    trust(v for k, v in out.items() if k in ("arch", "data"))   # a factory the user typed may run
+    return out
 
 
 def path_option(*names: str, **kw: Any) -> Callable:

@@ -13,6 +13,8 @@ import click
 from lcp_tune.config import default_of, help_of
 from lcp_tune.pruning.resources import RESOURCES
 
+from lcp_tune.trust import trust
+
 from .options import CHOICES, Command
 
 from lcp_tune.errors import LcpTuneError
@@ -81,6 +83,7 @@ def prune(arch: Optional[str], checkpoint: Optional[Path], compensation: Optiona
     from lcp_tune.run.prune_many import PruneRequest, prune_to_budgets
 
     try:
+        trust([arch] if arch else [])   # typed by the user; an arch read from the file is not trusted
         if arch is None and compensation is None:
             raise LcpTuneError("--arch is required when no --compensation file names the architecture")
         request = PruneRequest(arch, tuple(budgets), out, checkpoint, compensation, num_classes,

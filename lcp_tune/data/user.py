@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lcp_tune.errors import LcpTuneError, first_line
+from lcp_tune.trust import require_trusted
 
 from .splits import DataSplits, labels_of, select, stratified_split
 
@@ -60,6 +61,7 @@ def resolve_factory(spec: str) -> Callable[..., Any]:
     """Import "package.module:factory" (the current folder is searched too, as `python -m` does)."""
     if spec in _FACTORIES:
         return _FACTORIES[spec]
+    require_trusted(spec, "dataset", "--data")
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise LcpTuneError(f"--data {spec!r}: a user dataset is named package.module:factory")

@@ -16,6 +16,7 @@ from torch import nn
 
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.registry import Registry
+from lcp_tune.trust import require_trusted
 
 from .torchvision_nets import torchvision_model, torchvision_names
 from .user import user_model
@@ -28,6 +29,7 @@ class ArchRegistry(Registry):
         if name in self._items:
             return self._items[name]
         if ":" in name:
+            require_trusted(name, "architecture", "--arch")
             return partial(user_model, name)
         if name in torchvision_names():
             return partial(torchvision_model, name)

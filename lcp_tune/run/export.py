@@ -184,8 +184,8 @@ class ExportReport:
 
 
 def export_experiment(experiment: str | Path, fmt: str, out: Optional[str | Path] = None,
-                      timing: Optional[Timing] = None, log: Callable[[str], None] = lambda line: None
-                      ) -> ExportReport:
+                      timing: Optional[Timing] = None, log: Callable[[str], None] = lambda line: None,
+                      trust_code: bool = False) -> ExportReport:
     """Export EXPERIMENT's pruned model as `fmt`, check the written file, time base vs pruned.
 
     Args:
@@ -195,6 +195,7 @@ def export_experiment(experiment: str | Path, fmt: str, out: Optional[str | Path
             (default EXPERIMENT/export/<fmt>/). export_report.json is written in that folder.
         timing: how many runs the latency medians take (default DEFAULT_TIMING).
         log: receives one progress line per step.
+        trust_code: allow a plan.json that names a package.module:factory architecture.
 
     Raises:
         LcpTuneError: not an experiment, no pruned model, format not installed, an export
@@ -205,7 +206,7 @@ def export_experiment(experiment: str | Path, fmt: str, out: Optional[str | Path
     timing = timing or DEFAULT_TIMING
     exp = Experiment(Path(experiment))
     exp.config()                          # one-line error if this is not an experiment folder
-    meta, pruned = _load_pruned_model(exp)
+    meta, pruned = _load_pruned_model(exp, trust_code)
     shape = tuple(meta["input_shape"])
     folder, target = _resolve_target(exp, exporter, out)
     log(f"writing {fmt} to {target}")
@@ -235,11 +236,11 @@ def _require(exporter: Exporter) -> None:
                                f"({module!r} is not installed): {INSTALL_HINT}") from None
 
 
-def _load_pruned_model(exp: Experiment) -> tuple[dict, nn.Module]:
+def _load_pruned_model(exp: Experiment, trust_code: bool) -> tuple[dict, nn.Module]:
     if not (exp.pruned_dir / "plan.json").is_file():
         raise LcpTuneError(f"experiment {exp.root} has no pruned model (no pruned/plan.json): "
                            "export needs a search that ran to the end")
-    return read_json(exp.pruned_dir / "plan.json"), load_pruned(exp.pruned_dir)
+    return read_json(exp.pruned_dir / "plan.json"), load_pruned(exp.pruned_dir, trust_code)
 
 
 def _resolve_target(exp: Experiment, exporter: Exporter, out: Optional[str | Path]) -> tuple[Path, Path]:

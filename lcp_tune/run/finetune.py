@@ -1,6 +1,9 @@
 """The final step for one compensation: prune to the budget, fine-tune fully, test once."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -23,10 +26,17 @@ def test_accuracy(model: torch.nn.Module, data: DataSplits, batch_size: int = 25
 
 def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConfig,
                       data: DataSplits, log: Optional[Log] = None, label: str = "",
-                      checkpoint: Optional[Path] = None) -> tuple[torch.nn.Module, dict]:
-    """Prune with `vector`, fine-tune fully (best epoch on validation), test once."""
+                      checkpoint_dir: Optional[Path] = None) -> tuple[torch.nn.Module, dict]:
+    """Prune with `vector`, fine-tune fully (best epoch on validation), test once.
+
+    Per-epoch checkpoints go to `checkpoint_dir`/<label>-<plan digest>.pt: an interrupted
+    fine-tune resumes, and a checkpoint of another plan (other widths) is never reused.
+    """
     plan = pruner.plan(vector, config.prune.budget, config.prune.resource)
     model = pruner.apply(plan)
+    digest = hashlib.sha256(json.dumps([plan.group_names, plan.keep_counts.tolist(), dataclasses.asdict(
+        config.finetune)]).encode()).hexdigest()[:12]
+    checkpoint = checkpoint_dir / f"{label}-{digest}.pt" if checkpoint_dir is not None else None
     torch.manual_seed(config.seed)
     ft = config.finetune
     train = data.loader("train", ft.batch_size, shuffle=True, seed=config.seed)

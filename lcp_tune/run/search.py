@@ -25,7 +25,8 @@ from lcp_tune.pruning import Pruner
 from lcp_tune.searchers import SearchSpace, experiment_space
 from lcp_tune.store.checkpoints import file_hash, load_into, load_state_dict, save_state_dict
 from lcp_tune.store.compensation_file import write_compensation
-from lcp_tune.store.experiment import Experiment, check_same_run, new_experiment_path, open_experiment
+from lcp_tune.store.experiment import (Experiment, check_can_open, check_same_run, new_experiment_path,
+                                       open_experiment)
 from lcp_tune.store.files import read_json, write_json
 from lcp_tune.store.pruned_io import save_pruned
 from lcp_tune.tune.outcome import summarize
@@ -56,11 +57,13 @@ def run_search_experiment(config: ExperimentConfig, out: Optional[Path] = None, 
     validate_config(config)
     if config.method == "random":
         config = config.replace(**{"search.searcher": "random"})
+    out = out or new_experiment_path()
+    check_can_open(out, config)   # another run's folder is refused before any work
     _preflight(options)
     data = load_experiment_data(config)
     base, _ = obtain_base(config, data, _progress_log(log, options))   # a bad checkpoint fails before any folder
     pruner, identity, uniform = _prepare(config, base, data)            # so does an unreachable budget
-    exp = open_experiment(out or new_experiment_path(), config)
+    exp = open_experiment(out, config)
     log(f"experiment folder: {exp.root}")
     save_state_dict(base, exp.base_path)
     storage = f"{options.storage.rstrip('/')}/{exp.root.name}" if options.storage else None
@@ -88,6 +91,9 @@ def resume_search_experiment(folder: Path, log: Log = print, options: RunOptions
     if not exp.base_path.is_file():
         raise LcpTuneError(f"experiment folder {folder} has no base.pt; it was interrupted before the "
                            f"search started: run it again without --resume")
+    if config.method in ("lcp", "random"):
+        from lcp_tune.tune.tuner import check_restorable
+        check_restorable(exp.search_path())   # before any work: a damaged state is never a new search
     data = load_experiment_data(config)
     base = load_into(build_model(config.arch, data.num_classes, data.input_shape[0]),
                      load_state_dict(exp.base_path), str(exp.base_path), config.arch)
@@ -146,7 +152,7 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
     for name in names:
         vector = chosen if name == config.method else warm[name]
         model, result = finetune_and_test(pruner, vector, config, data, _progress_log(log, options), name,
-                                          checkpoint=exp.root / "finetune" / f"{name}.pt")
+                                          checkpoint_dir=exp.root / "finetune")
         plan = result.pop("plan")
         if name == config.method:
             save_pruned(exp.pruned_dir, model, plan, config.arch, data.num_classes, data.input_shape)

@@ -19,8 +19,9 @@ from lcp_tune.errors import LcpTuneError
 from .config_file import load_config, save_config
 from .files import read_json
 
-# Fields that define what a run *is*; a folder with other values belongs to another run.
-IDENTITY_FIELDS = ("arch", "data", "seed", "prune.budget", "prune.resource", "prune.metric", "prune.form")
+# Fields that say how a run is executed, not what it computes: a reopened folder may differ in them.
+HOW_FIELDS = ("data_dir", "workers", "search.cpus_per_trial", "search.gpus_per_trial", "search.max_concurrent",
+              "search.max_failures")
 
 
 @dataclass(frozen=True)
@@ -107,18 +108,42 @@ def check_same_run(root: Path, old: ExperimentConfig, asked: dict[str, Any]) -> 
                                f"{_get(recorded, name)!r}, asked {value!r}); choose another folder")
 
 
+def check_can_open(root: Path, config: ExperimentConfig) -> Experiment:
+    """Refuse, without writing anything, a folder `config`'s run cannot be written into."""
+    exp = Experiment(Path(root))
+    if exp.root.exists() and not exp.root.is_dir():
+        raise LcpTuneError(f"--out {root} is a file, not a folder; choose another --out")
+    if exp.is_experiment():
+        new = _flatten(config.to_dict())
+        check_same_run(root, exp.config(), {k: v for k, v in new.items() if k not in HOW_FIELDS})
+    elif exp.root.exists() and any(exp.root.iterdir()):
+        raise LcpTuneError(f"output folder {root} exists and is not an lcp-tune experiment; choose another --out")
+    return exp
+
+
 def open_experiment(root: Path, config: ExperimentConfig) -> Experiment:
     """Create the folder for `config`, or reopen it if it holds the same run.
 
-    A folder holding another run (other arch, data, seed or budget) is refused rather than
-    mixed; a non-empty folder that is not an experiment is refused too.
+    A folder holding another run (any setting that changes what is computed: arch, data, seed,
+    budget, tau_hat, searcher, ...) is refused, naming the setting, rather than mixed; a
+    non-empty folder that is not an experiment, a file or an unwritable place is refused too.
     """
-    exp = Experiment(Path(root))
+    exp = check_can_open(root, config)
     if exp.is_experiment():
-        new = config.to_dict()
-        check_same_run(root, exp.config(), {name: _get(new, name) for name in IDENTITY_FIELDS})
-    elif exp.root.exists() and any(exp.root.iterdir()):
-        raise LcpTuneError(f"output folder {root} exists and is not an lcp-tune experiment; choose another --out")
-    exp.root.mkdir(parents=True, exist_ok=True)
-    save_config(config, exp.config_path)
+        return exp   # the same run: its config.yaml stays as it was written
+    try:
+        exp.root.mkdir(parents=True, exist_ok=True)
+        save_config(config, exp.config_path)
+    except OSError as exc:
+        raise LcpTuneError(f"--out {root} cannot be written ({exc.strerror or exc}); choose another --out") from None
     return exp
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -10,6 +10,7 @@ from lcp_tune.errors import LcpTuneError
 from lcp_tune.models import build_model
 from lcp_tune.pruning import Plan, trace_structure
 from lcp_tune.pruning.surgery import prune_model
+from lcp_tune.trust import trust, trusted
 
 from .checkpoints import load_state_dict, save_state_dict
 from .files import read_json, write_json
@@ -28,8 +29,11 @@ def save_pruned(folder: Path, model: nn.Module, plan: Plan, arch: str, num_class
     return folder
 
 
-def load_pruned(folder: str | Path) -> nn.Module:
+def load_pruned(folder: str | Path, trust_code: bool = False) -> nn.Module:
     """Rebuild a pruned model saved by save_pruned: fresh architecture -> plan -> weights.
+
+    A plan.json naming a `package.module:factory` architecture is refused unless `trust_code`
+    (a file a colleague handed you never runs code by itself).
 
     >>> model = load_pruned("lcp-runs/search-.../pruned")   # doctest: +SKIP
     """
@@ -38,6 +42,13 @@ def load_pruned(folder: str | Path) -> nn.Module:
     if not meta_path.is_file():
         raise LcpTuneError(f"{folder} is not a pruned-model folder (no plan.json)")
     meta = read_json(meta_path)
+    if not isinstance(meta, dict) or not isinstance(meta.get("arch"), str):
+        raise LcpTuneError(f"{meta_path} names no architecture; it was not written by lcp-tune")
+    if trust_code:
+        trust([meta["arch"]])
+    elif ":" in meta["arch"] and meta["arch"] not in trusted():
+        raise LcpTuneError(f"{meta_path} names code to run as its architecture ({meta['arch']!r}); if you "
+                           f"trust this folder, load it with trust_code=True (lcp-tune export --trust-code)")
     input_shape = tuple(meta["input_shape"])
     fresh = build_model(meta["arch"], meta["num_classes"], input_shape[0])
     structure = trace_structure(fresh, input_shape)

@@ -15,6 +15,7 @@ import numpy as np
 from lcp_tune.candidate import CandidateEvaluator
 from lcp_tune.config import ExperimentConfig
 from lcp_tune.searchers import SearchSpace
+from lcp_tune.trust import trust, trusted
 
 from .trial_cache import TrialCache
 
@@ -33,6 +34,7 @@ class TrialContext:
     warm_starts: tuple[tuple[str, tuple[float, ...]], ...] = ()   # (name, vector): tagged in reports
     # data factories given as Python functions (not importable by name): shipped by value
     data_factories: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    trusted: tuple[str, ...] = ()   # module:factory names the user gave: the worker may import them
 
 
 def lcp_trial(config: dict, context: TrialContext, base_state: dict) -> None:
@@ -52,6 +54,7 @@ def lcp_trial(config: dict, context: TrialContext, base_state: dict) -> None:
     evaluator = _EVALUATORS.get(context.key)
     if evaluator is None:
         _EVALUATORS.clear()   # one experiment per worker at a time: free the previous one
+        trust(context.trusted)
         _register_data_factories(context)
         evaluator = _EVALUATORS[context.key] = CandidateEvaluator(context.config, base_state)
     reports: list[dict] = []
@@ -78,7 +81,8 @@ def build_trainable(config: ExperimentConfig, space: SearchSpace, base_state: di
     from ray import tune
 
     warm = tuple((name, tuple(space.vector(point))) for name, point in zip(warm_names, space.warm_starts))
-    context = TrialContext(config, space.keys, run_key, str(cache_dir), warm, dict(data_factories or {}))
+    context = TrialContext(config, space.keys, run_key, str(cache_dir), warm, dict(data_factories or {}),
+                           trusted())
     resources = {"cpu": config.search.cpus_per_trial}
     if config.search.gpus_per_trial:
         resources["gpu"] = config.search.gpus_per_trial

@@ -1,12 +1,14 @@
 """The Ray Tune search itself: a new Tuner, or Ray's own restore of an interrupted one."""
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from lcp_tune.config import ExperimentConfig
+from lcp_tune.errors import LcpTuneError, first_line
 from lcp_tune.searchers import SearchSpace, make_searcher
 
 from .cluster import concurrency
@@ -24,7 +26,6 @@ def run_search(config: ExperimentConfig, storage: str, base_state: dict, space: 
     A search stopped by Ctrl-C returns too (Tune saves its state and stops): the caller tells
     an interrupted search from a finished one by its trials' statuses.
     """
-    from ray import tune
 
     search = config.search
     # snapshot often (the trial cache covers the last seconds); 0 races its own file sync
@@ -32,8 +33,8 @@ def run_search(config: ExperimentConfig, storage: str, base_state: dict, space: 
     trainable = build_trainable(config, space, base_state, cache_dir, run_key, warm_names, data_factories)
     path = f"{storage.rstrip('/')}/search"   # as Experiment.search_path() reads it back
     done_before = 0
-    if resume and tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    if resume and _started(path):
+        tuner = _restore(path, trainable)
         done_before = _count_finished(tuner)
         log(f"resuming the search in {path}: {done_before} of {search.num_samples} trials already finished")
     else:
@@ -61,6 +62,70 @@ def _new_tuner(config: ExperimentConfig, space: SearchSpace, trainable, storage:
         run_config=tune.RunConfig(
             name="search", storage_path=storage, verbose=0, callbacks=[ProgressCallback()],
             failure_config=tune.FailureConfig(max_failures=search.max_failures)))
+
+
+def _started(path: str) -> bool:
+    """Whether Ray Tune got as far as writing anything of the search at `path`."""
+    fs, root = _filesystem(path)
+    from pyarrow.fs import FileSelector
+
+    try:
+        return any(True for _ in fs.get_file_info(FileSelector(root, allow_not_found=True)))
+    except OSError:
+        return False
+
+
+def _restore(path: str, trainable):
+    """Ray's restore, refused in one line when its state is missing or damaged: a resume must
+    never quietly start a new search beside the finished trials."""
+    from ray import tune
+
+    check_restorable(path)
+    try:
+        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    except Exception as exc:   # Ray raises many kinds here; the message is what matters
+        raise _cannot_resume(path, first_line(exc)) from None
+
+
+def check_restorable(path: str) -> None:
+    """Refuse, before any work, a search whose Ray Tune state is missing or damaged."""
+    if _started(path):
+        problem = _state_problem(path)
+        if problem is not None:
+            raise _cannot_resume(path, problem)
+
+
+def _cannot_resume(path: str, problem: str) -> LcpTuneError:
+    return LcpTuneError(f"cannot resume the search in {path}: Ray Tune's state {problem}")
+
+
+def _state_problem(path: str) -> Optional[str]:
+    """None if the newest experiment_state file and tuner.pkl are there and the state parses."""
+    from pyarrow.fs import FileSelector
+
+    fs, root = _filesystem(path)
+    names = sorted(info.base_name for info in fs.get_file_info(FileSelector(root, allow_not_found=True)))
+    if "tuner.pkl" not in names:
+        return "is missing (no tuner.pkl)"
+    states = [n for n in names if n.startswith("experiment_state-") and n.endswith(".json")]
+    if not states:
+        return "is missing (no experiment_state file)"
+    try:
+        with fs.open_input_stream(f"{root}/{states[-1]}") as f:
+            data = json.loads(f.read())   # plain JSON: nothing in it is decoded here
+        if not isinstance(data.get("trial_data"), list):
+            return f"{states[-1]} holds no trial list"
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError) as exc:
+        return f"{states[-1]} is damaged ({type(exc).__name__})"
+    return None
+
+
+def _filesystem(path: str):
+    import pyarrow.fs
+
+    if "://" in path:
+        return pyarrow.fs.FileSystem.from_uri(path)
+    return pyarrow.fs.LocalFileSystem(), path
 
 
 def _trial_dirname(trial) -> str:
