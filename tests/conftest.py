@@ -8,14 +8,17 @@ import pytest
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
-    """Base models trained by tests go to a temporary cache, never the user's."""
-    old = os.environ.get("LCP_TUNE_CACHE")
+    """Base models trained by tests go to a temporary cache, and the signing key to a temporary
+    file, never the user's."""
+    old = {name: os.environ.get(name) for name in ("LCP_TUNE_CACHE", "LCP_TUNE_KEY")}
     os.environ["LCP_TUNE_CACHE"] = str(tmp_path_factory.mktemp("lcp-cache"))
+    os.environ["LCP_TUNE_KEY"] = str(tmp_path_factory.mktemp("lcp-key") / "signing.key")
     yield
-    if old is None:
-        os.environ.pop("LCP_TUNE_CACHE", None)
-    else:
-        os.environ["LCP_TUNE_CACHE"] = old
+    for name, value in old.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="module")

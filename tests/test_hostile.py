@@ -71,20 +71,22 @@ def unfinished_copy(finished_search, tmp_path) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "deleted"])
 def test_damaged_tune_state_stops_resume_in_one_line(finished_search, tmp_path, damage):
+    """Live state and its signed copy both damaged: nothing to restore, so no resume at all."""
     from click.testing import CliRunner
 
     from lcp_tune.cli import main
     from lcp_tune.testing import assert_one_line_error
 
     folder = unfinished_copy(finished_search, tmp_path)
-    for state in (folder / "search").glob("experiment_state-*.json"):
+    for state in [*(folder / "search").glob("experiment_state-*.json"),
+                  *(folder / "search" / ".lcp-signed").glob("experiment_state-*.json")]:
         if damage == "truncated":
             state.write_text(state.read_text()[:200])
         else:
             state.unlink()
     trials_before = sorted(p.name for p in (folder / "search").glob("trial_*"))
     result = CliRunner().invoke(main, ["search", "--resume", str(folder)])
-    assert_one_line_error(result, "cannot resume the search", "experiment_state")
+    assert_one_line_error(result, "cannot resume", "experiment_state")
     assert sorted(p.name for p in (folder / "search").glob("trial_*")) == trials_before   # no new search
     assert not (folder / "report.json").exists()
 
@@ -163,3 +165,40 @@ def test_config_and_compensation_naming_a_factory_run_nothing(finished_search, t
                                        "--out", str(tmp_path / "out"), "--input-shape", "1", "8", "8"])
     assert_one_line_error(result, "names code to run", f"--arch {spec}")
     assert not marker.exists()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_payload_in_tune_pickles_never_runs_and_an_edited_state_resumes_from_its_signed_copy(
+        finished_search, tmp_path):
+    """tuner.pkl and the searcher's state replaced by payloads: the signed copies are restored
+    instead, the search resumes and finishes, and the marker never appears."""
+    folder = unfinished_copy(finished_search, tmp_path)
+    marker = tmp_path / "marker"
+    for pattern in ("tuner.pkl", "searcher-state-*.pkl"):
+        for path in (folder / "search").glob(pattern):
+            path.write_bytes(payload_bytes(marker))
+    from lcp_tune.run.search import RunOptions, resume_search_experiment
+
+    report = resume_search_experiment(folder, lambda line: None, RunOptions())
+    assert report["num_trials"] == 3 and not marker.exists()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_state_signed_by_another_key_is_never_unpickled(finished_search, tmp_path, monkeypatch):
+    """A colleague's folder (another machine's key) with a payload: refused in one line, no marker."""
+    from click.testing import CliRunner
+
+    from lcp_tune.cli import main
+    from lcp_tune.testing import assert_one_line_error
+
+    folder = unfinished_copy(finished_search, tmp_path)
+    marker = tmp_path / "marker"
+    for path in [*(folder / "search").glob("tuner.pkl"), *(folder / "search" / ".lcp-signed").glob("tuner.pkl")]:
+        path.write_bytes(payload_bytes(marker))
+    monkeypatch.setenv("LCP_TUNE_KEY", str(tmp_path / "other-machine.key"))
+    result = CliRunner().invoke(main, ["search", "--resume", str(folder)])
+    assert_one_line_error(result, "cannot resume", "not signed by this machine's lcp-tune key")
+    assert not marker.exists()
+    assert (tmp_path / "other-machine.key").stat().st_mode & 0o777 == 0o600

@@ -1,5 +1,5 @@
-"""Progress of a search: one compact line per finished trial (done / running, result, best so
-far, time left), fed by a Tune callback.
+"""What the driver does as a search runs: one compact line per finished trial (done / running,
+result, best so far, time left), and signing Ray Tune's state files, both as Tune callbacks.
 
 The callback is a module-level class, so it is given once in `RunConfig(callbacks=...)` and
 Ray's own `Tuner.restore` brings it back from the experiment; it prints through whichever
@@ -13,9 +13,13 @@ from typing import Callable, Iterator, Optional
 
 from ray import tune
 
+from lcp_tune.store.signing import snapshot
+
 from .trial import METRIC
 
 _PRINTER: Optional["ProgressPrinter"] = None   # the driver's printer while a search runs
+_SIGN_DIR: Optional[str] = None                 # the local Tune folder to sign while it runs
+_SIGNED_AT = 0.0
 
 
 class ProgressPrinter:
@@ -53,6 +57,37 @@ def printing_to(printer: ProgressPrinter) -> Iterator[ProgressPrinter]:
         yield printer
     finally:
         _PRINTER = previous
+
+
+class SigningCallback(tune.Callback):
+    """Signs Ray Tune's state files (lcp_tune.store.signing) as soon as Tune has written them.
+
+    Like ProgressCallback it is restored by Ray with the experiment and acts on the folder the
+    driver installed with `signing`, at most every half second.
+    """
+
+    def on_step_end(self, iteration, trials, **info):
+        global _SIGNED_AT
+        if _SIGN_DIR is not None and time.time() - _SIGNED_AT > 0.5:
+            snapshot(_SIGN_DIR)
+            _SIGNED_AT = time.time()
+
+    def on_experiment_end(self, trials, **info):
+        if _SIGN_DIR is not None:
+            snapshot(_SIGN_DIR)
+
+
+@contextmanager
+def signing(folder: Optional[str]) -> Iterator[None]:
+    """Sign the Tune experiment in the local `folder` while the block runs and once after it."""
+    global _SIGN_DIR
+    previous, _SIGN_DIR = _SIGN_DIR, folder
+    try:
+        yield
+    finally:
+        _SIGN_DIR = previous
+        if folder is not None:
+            snapshot(folder)
 
 
 class ProgressCallback(tune.Callback):

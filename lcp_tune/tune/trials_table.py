@@ -22,6 +22,7 @@ import pandas as pd
 
 from lcp_tune.store.experiment import Experiment
 from lcp_tune.store.files import atomic_path
+from lcp_tune.store.signing import require_verified
 
 FINISHED, STOPPED, ERROR, UNFINISHED = "finished", "stopped early", "error", "unfinished"
 SCORED = (FINISHED, STOPPED)   # trials with a validation loss the searcher saw
@@ -80,6 +81,8 @@ def _read_trials(search_path: str) -> list:
     """Ray's Trial records of the experiment; [] when it never got as far as a state file."""
     from ray.tune import ExperimentAnalysis
 
+    if "://" not in search_path and Path(search_path).is_dir() and any(Path(search_path).glob("experiment_state-*")):
+        require_verified(search_path, "cannot read the trials")   # ExperimentAnalysis unpickles parts
     try:
         return list(ExperimentAnalysis(search_path).trials)
     except (FileNotFoundError, ValueError):

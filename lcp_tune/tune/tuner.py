@@ -10,9 +10,10 @@ from typing import Any, Callable, Optional
 from lcp_tune.config import ExperimentConfig
 from lcp_tune.errors import LcpTuneError, first_line
 from lcp_tune.searchers import SearchSpace, make_searcher
+from lcp_tune.store.signing import require_verified
 
 from .cluster import concurrency
-from .progress import ProgressCallback, ProgressPrinter, printing_to
+from .progress import ProgressCallback, ProgressPrinter, SigningCallback, printing_to, signing
 from .schedulers import SCHEDULERS
 from .trial import METRIC, MODE, build_trainable
 
@@ -42,7 +43,8 @@ def run_search(config: ExperimentConfig, storage: str, base_state: dict, space: 
     start = time.time()
     log(f"searching: {search.num_samples} trials with {search.searcher} ({search.scheduler}), "
         f"{concurrency(config)} at a time, {search.tau_hat} steps each")
-    with printing_to(ProgressPrinter(search.num_samples, log, done_before)):
+    local = None if "://" in path else path   # signatures cover local folders (URIs: not yet)
+    with printing_to(ProgressPrinter(search.num_samples, log, done_before)), signing(local):
         results = tuner.fit()
     return results, time.time() - start
 
@@ -60,7 +62,7 @@ def _new_tuner(config: ExperimentConfig, space: SearchSpace, trainable, storage:
             max_concurrent_trials=concurrency(config), reuse_actors=True,
             trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name="search", storage_path=storage, verbose=0, callbacks=[ProgressCallback()],
+            name="search", storage_path=storage, verbose=0, callbacks=[ProgressCallback(), SigningCallback()],
             failure_config=tune.FailureConfig(max_failures=search.max_failures)))
 
 
@@ -88,8 +90,10 @@ def _restore(path: str, trainable):
 
 
 def check_restorable(path: str) -> None:
-    """Refuse, before any work, a search whose Ray Tune state is missing or damaged."""
+    """Refuse, before any work, a search whose Ray Tune state is unsigned, missing or damaged."""
     if _started(path):
+        if "://" not in path:   # first: a damaged or newer live file is replaced by its signed copy
+            require_verified(path, "cannot resume")
         problem = _state_problem(path)
         if problem is not None:
             raise _cannot_resume(path, problem)
