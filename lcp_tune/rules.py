@@ -86,3 +86,9 @@ def check_value(key: str, value: Any, where: Optional[str] = None) -> Any:
     if not rule.check(value):
         raise LcpTuneError(f"{name} must be {rule.allowed}, got {value:g}")
     return int(value) if rule.integer else value
+
+
+def check_path_setting(flag_name: str, value: Optional[str]) -> None:
+    """An empty path (a script's unset variable) is an error, never "not given"."""
+    if value is not None and not str(value).strip():
+        raise LcpTuneError(f"{flag_name} is empty; give a path or leave the flag out")

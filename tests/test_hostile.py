@@ -202,3 +202,66 @@ def test_state_signed_by_another_key_is_never_unpickled(finished_search, tmp_pat
     assert_one_line_error(result, "cannot resume", "not signed by this machine's lcp-tune key")
     assert not marker.exists()
     assert (tmp_path / "other-machine.key").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--checkpoint", ""], ["--checkpoint is empty"]),
+    (["--storage", "relative/runs"], ["--storage relative/runs must be an absolute folder"]),
+    (["--seed", "-1"], ["--seed must be an integer >= 0, got -1"]),
+    (["--max-concurrent", "-1"], ["--max-concurrent must be an integer >= 0"]),
+    (["--finetune-epochs", "-3"], ["--finetune-epochs must be an integer >= 1"]),
+    (["--arch", "resnet_twenty"], ["unknown architecture 'resnet_twenty'", "lcp-tune list"]),
+])
+def test_careless_search_input_is_one_short_line(tmp_path, args, fragments):
+    from click.testing import CliRunner
+
+    from lcp_tune.cli import main
+    from lcp_tune.testing import assert_one_line_error
+
+    result = CliRunner().invoke(main, ["search", *args, "--out", str(tmp_path / "exp")])
+    assert_one_line_error(result, *fragments)
+    assert len(result.output.strip()) < 200, result.output
+    assert not (tmp_path / "exp").exists()
+
+
+def test_out_that_is_a_file_and_resume_of_a_missing_folder(tmp_path):
+    from click.testing import CliRunner
+
+    from lcp_tune.cli import main
+    from lcp_tune.testing import assert_one_line_error
+
+    (tmp_path / "afile").write_text("x")
+    result = CliRunner().invoke(main, ["search", "--out", str(tmp_path / "afile")])
+    assert_one_line_error(result, "is a file, not a folder")
+    result = CliRunner().invoke(main, ["search", "--resume", str(tmp_path / "gone")])
+    assert_one_line_error(result, "--resume", "no such experiment folder")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_readme_prune_works_on_the_digits_run_and_refuses_repeated_budgets(finished_search, tmp_path):
+    """`prune --compensation RUN/compensation.json --checkpoint RUN/base.pt`: the input shape
+    (1-channel 8x8) comes from the compensation file's dataset."""
+    from click.testing import CliRunner
+
+    import lcp_tune
+    from lcp_tune.cli import main
+    from lcp_tune.testing import assert_one_line_error
+
+    common = ["prune", "--compensation", str(finished_search / "compensation.json"),
+              "--checkpoint", str(finished_search / "base.pt")]
+    result = CliRunner().invoke(main, [*common, "--budget", "0.3", "0.5", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    import torch
+    assert lcp_tune.load_pruned(tmp_path / "out" / "budget-0.3")(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    result = CliRunner().invoke(main, [*common, "--budget", "0.3", "0.3", "--out", str(tmp_path / "again")])
+    assert_one_line_error(result, "--budget 0.3 is given twice")
+    assert not (tmp_path / "again").exists()
+
+
+def test_ray_token_is_readable_by_its_owner_only(local_ray):
+    import os
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if not token.is_file():
+        pytest.skip("this Ray wrote no token file")
+    assert token.stat().st_mode & 0o077 == 0

@@ -28,7 +28,7 @@ class Command(click.Command):
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            error = click.ClickException(f"{exc.format_message()} (see `lcp-tune {self.name} --help`)")
+            error = click.ClickException(f"{exc.format_message()} (`lcp-tune {self.name} --help`)")
             error.exit_code = exc.exit_code   # 2, as for any usage error
             raise error from None
 
@@ -56,9 +56,9 @@ class RegistryChoice(click.Choice):
         if self._accepts is not None and isinstance(value, str) and value not in self.choices:
             if self._accepts(value):
                 return value
-            close = difflib.get_close_matches(value, self.choices, n=3)
+            close = difflib.get_close_matches(value, self.choices, n=2)
             hint = f"did you mean {' or '.join(close)}? " if close else ""
-            self.fail(f"unknown {self._kind} {value!r}: {hint}`lcp-tune list` shows every choice", param, ctx)
+            self.fail(f"unknown {self._kind} {value!r}: {hint}see `lcp-tune list`", param, ctx)
         return super().convert(value, param, ctx)
 
 

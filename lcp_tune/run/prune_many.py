@@ -46,10 +46,13 @@ def prune_to_budgets(req: PruneRequest, log: Callable[[str], None] = lambda s: N
     _check_choices(record, metric, form)
     for budget in req.budgets:
         check_budget(budget)
+    repeated = sorted({f"{b:g}" for b in req.budgets if req.budgets.count(b) > 1})
+    if repeated:
+        raise LcpTuneError(f"--budget {repeated[0]} is given twice; each budget writes its own folder budget-<b>/")
     ckpt_hash = file_hash(req.checkpoint) if req.checkpoint else None
     if record:
         check_fits(record, arch, ckpt_hash)
-    input_shape = tuple(req.input_shape or default_input_shape(arch))
+    input_shape = tuple(req.input_shape or _recorded_input_shape(record) or default_input_shape(arch))
     model = build_model(arch, req.num_classes, input_shape[0])
     if req.checkpoint:
         load_into(model, load_state_dict(req.checkpoint), str(req.checkpoint), arch)
@@ -75,3 +78,16 @@ def _check_choices(record, metric: str, form: str) -> None:
     if record and (record.metric, record.form) != (metric, form):
         raise LcpTuneError(f"compensation file {record.path} was learned with metric {record.metric!r} "
                            f"and form {record.form!r}; --metric/--form say {metric!r}/{form!r}")
+
+
+def _recorded_input_shape(record) -> Optional[tuple[int, ...]]:
+    """The input shape of the dataset a compensation was learned on, where it can be read without
+    a data folder (digits ships with scikit-learn); None otherwise."""
+    if record is None or not record.data or ":" in record.data:
+        return None
+    from lcp_tune.data import load_data
+
+    try:
+        return tuple(load_data(record.data).input_shape)
+    except LcpTuneError:   # a real dataset needs its folder: fall back to the arch's own input size
+        return None

@@ -80,6 +80,8 @@ def resume_search_experiment(folder: Path, log: Log = print, options: RunOptions
     folder's own (arch, data, budget, ...) mean the folder belongs to another run.
     """
     _preflight(options)
+    if not Path(folder).is_dir():
+        raise LcpTuneError(f"--resume {folder}: no such experiment folder")
     exp = Experiment(Path(folder))
     config = exp.config()
     check_same_run(folder, config, requested or {})
@@ -117,6 +119,10 @@ def _resume_hint(exp: Experiment) -> str:
 
 
 def _preflight(options: RunOptions) -> None:
+    storage = options.storage
+    if storage is not None and "://" not in storage and not Path(storage).is_absolute():
+        raise LcpTuneError(f"--storage {storage} must be an absolute folder (shared by every node) or a URI "
+                           f"such as s3://bucket/path")
     if options.address:
         from lcp_tune.tune.cluster import check_reachable
 

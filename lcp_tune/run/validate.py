@@ -11,7 +11,7 @@ from lcp_tune.errors import LcpTuneError
 from lcp_tune.models import ARCHS
 from lcp_tune.pruning import COMPENSATIONS, METRICS
 from lcp_tune.pruning.resources import RESOURCES
-from lcp_tune.rules import RULES, check_value
+from lcp_tune.rules import RULES, check_path_setting, check_value
 from lcp_tune.searchers import SEARCHERS
 from lcp_tune.tune.schedulers import SCHEDULERS
 
@@ -44,6 +44,8 @@ def validate_config(config: ExperimentConfig) -> None:
     check_method(config.method)
     check_resource(config.prune.resource)
     check_recipe(config.recipe)
+    check_path_setting("--checkpoint", config.checkpoint)
+    check_path_setting("--data-dir", config.data_dir)
     values = _flatten(dataclasses.asdict(config))
     for key in RULES:
         if key in values:

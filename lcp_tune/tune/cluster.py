@@ -32,6 +32,7 @@ def init_ray(num_cpus: Optional[int] = None, address: Optional[str] = None, dash
     context = ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=dashboard,
                        dashboard_host="127.0.0.1", dashboard_port=dashboard_port, log_to_driver=False, configure_logging=True,
                        logging_level="ERROR", _node_ip_address="127.0.0.1")
+    _private_token()
     if dashboard:
         log(f"Ray dashboard: http://{context.dashboard_url}  (token authentication is on: the token is in "
             f"~/.ray/auth_token, or run `ray get-auth-token`; the browser asks for it)")
@@ -51,6 +52,16 @@ def ray_session(address: Optional[str] = None, dashboard: bool = False,
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _private_token() -> None:
+    """Ray writes its auth token world-readable; the token is a password, so only its owner reads it."""
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    try:
+        if path.is_file() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError:
+        pass   # not ours to change (another user's Ray): leave it
 
 
 def check_reachable(address: str) -> None:
