@@ -265,3 +265,55 @@ def test_ray_token_is_readable_by_its_owner_only(local_ray):
     if not token.is_file():
         pytest.skip("this Ray wrote no token file")
     assert token.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_moved_experiment_resumes_analyses_and_exports_where_it_now_is(finished_search, tmp_path):
+    """Every path inside an experiment is relative to it: moved, it works in its new place and
+    writes nothing where it used to be."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from lcp_tune.cli import main
+    from lcp_tune.run.search import RunOptions, resume_search_experiment
+
+    before = unfinished_copy(finished_search, tmp_path)                 # tmp_path/exp
+    moved = Path(shutil.move(str(before), str(tmp_path / "elsewhere" / "exp")))
+    report = resume_search_experiment(moved, lambda line: None, RunOptions())
+    assert report["num_trials"] == 3 and (moved / "report.json").is_file()
+    for args in (["analyze", str(moved)], ["export", str(moved), "--format", "state-dict"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+    assert not before.exists()                                          # nothing written where it was
+    assert (moved / "analysis.md").is_file() and (moved / "export" / "state-dict" / "plan.json").is_file()
+    assert str(before) not in (moved / "report.json").read_text() + (moved / "run.json").read_text()
+
+
+def test_a_pickled_checkpoint_is_refused_saying_why(tmp_path):
+    import torch
+    from click.testing import CliRunner
+
+    from lcp_tune.cli import main
+    from lcp_tune.testing import assert_one_line_error
+
+    marker = tmp_path / "marker"
+    torch.save({"state_dict": {}, "payload": Payload(marker)}, tmp_path / "evil.pt")
+    result = CliRunner().invoke(main, ["search", "--checkpoint", str(tmp_path / "evil.pt"), "--out", str(tmp_path / "x")])
+    assert_one_line_error(result, "holds pickled Python objects besides tensors", "never loads")
+    assert not marker.exists()
+
+
+def test_analyze_an_experiment_whose_search_never_started(tmp_path):
+    from click.testing import CliRunner
+
+    from lcp_tune.cli import main
+    from lcp_tune.config import ExperimentConfig
+    from lcp_tune.store.experiment import open_experiment
+    from lcp_tune.testing import assert_one_line_error
+
+    open_experiment(tmp_path / "exp", ExperimentConfig())   # killed before the search started
+    result = CliRunner().invoke(main, ["analyze", str(tmp_path / "exp")])
+    assert_one_line_error(result, "has no finished trial")
+    assert (tmp_path / "exp" / "analysis.md").is_file()

@@ -46,6 +46,18 @@ MODULE = textwrap.dedent('''
     def raises():
         raise RuntimeError("no such bucket")
 
+    class CorruptAfterFirst(Dataset):
+        """A validation split with a corrupt image: sample 0 reads, every other one fails."""
+        def __init__(self, base): self.base, self.targets = base, base.tensors[1].tolist()
+        def __len__(self): return len(self.base)
+        def __getitem__(self, i):
+            if i > 0:
+                raise ValueError(f"image val/{i}.jpg cannot be decoded")
+            return self.base[i]
+
+    def corrupt_val():
+        return _blobs(240, 0), _blobs(90, 1), CorruptAfterFirst(_blobs(60, 2))
+
     def not_datasets():
         return [1, 2, 3], [4]
 
@@ -138,3 +150,19 @@ def test_search_on_a_factory_function_from_python(tmp_path):
     assert result.compensation and all(k.startswith("beta:") for k in result.compensation)
     assert result.model(torch.randn(5, 1, 8, 8)).shape == (5, 2)
     assert result.report["methods"]["lcp"]["flops_ratio"] <= 0.4 + 1e-9
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_deterministic_trial_error_is_reported_once_never_retried(user_module, tmp_path):
+    """A corrupt validation image fails every trial the same way: each trial runs once, says why
+    and where its log is, and the run ends in one line instead of retries and tracebacks."""
+    result = CliRunner().invoke(main, ["search", "--data", f"{user_module}:corrupt_val", *SMALL[:-1],
+                                       "--out", "exp"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert sum("FAILED: ValueError: image val/" in line and "trial_errors/" in line for line in lines) == 3, result.output
+    assert "all 3 search trials failed: ValueError: image val/" in lines[-1] and "Traceback" not in result.output
+    logs = list((tmp_path / "exp" / "trial_errors").glob("*.txt"))
+    assert len(logs) == 3 and all("cannot be decoded" in p.read_text() for p in logs)
+    assert not list((tmp_path / "exp" / "search").glob("trial_*/error.txt"))   # Tune saw no raise: no retry

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import shutil
 import statistics
 import time
 import warnings
@@ -32,7 +31,7 @@ from torch import nn
 
 from lcp_tune.store.checkpoints import load_into, load_state_dict
 from lcp_tune.store.experiment import Experiment
-from lcp_tune.store.files import read_json, write_json
+from lcp_tune.store.files import atomic_path, atomic_write, read_json, write_json
 from lcp_tune.models import build_model
 from lcp_tune.store.pruned_io import load_pruned
 from lcp_tune.errors import LcpTuneError
@@ -95,7 +94,9 @@ def _write_torchscript(model: nn.Module, example: torch.Tensor, source: Path, ta
     # trace's own check_trace is skipped: check_export compares the saved file instead.
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.trace(model, example, check_trace=False).save(str(target))
+        traced = torch.jit.trace(model, example, check_trace=False)
+    with atomic_path(target) as tmp:
+        traced.save(str(tmp))
 
 
 def _reload_torchscript(path: Path) -> Runner:
@@ -111,7 +112,8 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, source: Path, target: P
     program = torch.onnx.export(model, (example,), dynamo=True, verbose=False,
                                 input_names=["input"], output_names=["logits"],
                                 dynamic_shapes=({0: torch.export.Dim("batch")},))
-    program.save(str(target))
+    with atomic_path(target) as tmp:
+        program.save(str(tmp))
 
 
 def _reload_onnx(path: Path) -> Runner:
@@ -125,7 +127,7 @@ def _reload_onnx(path: Path) -> Runner:
 def _write_state_dict(model: nn.Module, example: torch.Tensor, source: Path, target: Path) -> None:
     # The experiment's own format, made portable: plan.json + model.pt, no pickled code.
     for name in ("plan.json", "model.pt"):
-        shutil.copyfile(source / name, target / name)
+        atomic_write(target / name, (source / name).read_bytes())
 
 
 def _reload_state_dict(path: Path) -> Runner:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 
 import torch
@@ -21,9 +22,13 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise LcpTuneError(f"checkpoint {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise LcpTuneError(f"checkpoint {path} holds pickled Python objects besides tensors, which lcp-tune "
+                               f"never loads (they could run code); save model.state_dict() instead") from None
+        raise LcpTuneError(f"checkpoint {path} is not a readable PyTorch state_dict ({_words(exc)})") from None
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LcpTuneError(f"checkpoint {path} is not a readable PyTorch state_dict ({first_line[:120]})") from None
+        raise LcpTuneError(f"checkpoint {path} is not a readable PyTorch state_dict ({_words(exc)})") from None
     if isinstance(obj, dict):
         for key in STATE_KEYS:
             if isinstance(obj.get(key), dict):
@@ -33,6 +38,12 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise LcpTuneError(f"checkpoint {path} holds no state_dict of tensors "
                            f"(looked at the top level and under {', '.join(STATE_KEYS)})")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _words(exc: BaseException, limit: int = 100) -> str:
+    """The error's first line, cut at a word boundary."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str, arch: str) -> nn.Module:

@@ -1,6 +1,7 @@
 """What the driver keeps of a finished search: the best compensation and the warm starts' scores."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -8,7 +9,7 @@ import numpy as np
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.searchers import SearchSpace
 
-from .trial import METRIC
+from .trial import METRIC, TRIAL_ERROR
 
 
 @dataclass
@@ -29,10 +30,13 @@ def summarize(results, space: SearchSpace, warm_names: tuple[str, ...], wall: fl
     The best is taken among trials that ran all their steps (a trial stopped early by ASHA
     reports a loss from fewer steps, not comparable), unless none did.
     """
-    finished = [r for r in results if r.error is None and r.metrics and METRIC in r.metrics]
+    finished = [r for r in results if r.error is None and r.metrics and not r.metrics.get(TRIAL_ERROR)
+                and math.isfinite(r.metrics.get(METRIC, math.nan))]
+    failed = results.num_errors + sum(1 for r in results if r.metrics and r.metrics.get(TRIAL_ERROR))
     if not finished:
-        raise LcpTuneError(f"all {len(results)} search trials failed; see the trial logs under the "
-                           f"experiment's search/ folder")
+        first = next((r.metrics for r in results if r.metrics and r.metrics.get(TRIAL_ERROR)), {})
+        detail = f": {first[TRIAL_ERROR]} (log: {first.get('error_log')})" if first else ""
+        raise LcpTuneError(f"all {len(results)} search trials failed{detail}"[:400])
     full = max(r.metrics.get("step", 0) for r in finished)
     complete = [r for r in finished if r.metrics.get("step", 0) == full]
     best = min(complete, key=lambda r: r.metrics[METRIC])
@@ -43,5 +47,4 @@ def summarize(results, space: SearchSpace, warm_names: tuple[str, ...], wall: fl
             if np.allclose(space.vector(r.config), target):
                 warm[name] = float(r.metrics[METRIC])
                 break
-    return SearchOutcome(space.vector(best.config), float(best.metrics[METRIC]), warm, len(results),
-                         results.num_errors, wall)
+    return SearchOutcome(space.vector(best.config), float(best.metrics[METRIC]), warm, len(results), failed, wall)

@@ -15,7 +15,7 @@ from ray import tune
 
 from lcp_tune.store.signing import snapshot
 
-from .trial import METRIC
+from .trial import METRIC, TRIAL_ERROR
 
 _PRINTER: Optional["ProgressPrinter"] = None   # the driver's printer while a search runs
 _SIGN_DIR: Optional[str] = None                 # the local Tune folder to sign while it runs
@@ -43,9 +43,9 @@ class ProgressPrinter:
                  f"acc {result.get('val_acc', 0):.3f} flops {result.get('flops_ratio', 0):.3f}{early} | "
                  f"best {self.best:.4f} at flops {self.best_flops:.3f} | {elapsed:.0f}s, ~{eta:.0f}s left")
 
-    def trial_failed(self, trial_id: str, where: str) -> None:
+    def trial_failed(self, trial_id: str, why: str) -> None:
         self.done += 1
-        self.log(f"  [{self.done:>3}/{self.total}] trial {trial_id} FAILED (see {where})")
+        self.log(f"  [{self.done:>3}/{self.total}] trial {trial_id} FAILED: {why}")
 
 
 @contextmanager
@@ -94,9 +94,14 @@ class ProgressCallback(tune.Callback):
     """Forwards finished and failed trials to the installed printer (none: silent)."""
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if _PRINTER is not None:
-            _PRINTER.trial_done(trial.last_result or {}, sum(t.status == "RUNNING" for t in trials))
+        result = trial.last_result or {}
+        if _PRINTER is None:
+            return
+        if result.get(TRIAL_ERROR):
+            _PRINTER.trial_failed(trial.trial_id, f"{result[TRIAL_ERROR]}; log: {result.get('error_log')}")
+        else:
+            _PRINTER.trial_done(result, sum(t.status == "RUNNING" for t in trials))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if _PRINTER is not None:
-            _PRINTER.trial_failed(trial.trial_id, trial.path or "its folder")
+            _PRINTER.trial_failed(trial.trial_id, f"its worker was lost (Ray's log: {trial.path})")

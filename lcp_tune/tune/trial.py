@@ -14,12 +14,17 @@ import numpy as np
 
 from lcp_tune.candidate import CandidateEvaluator
 from lcp_tune.config import ExperimentConfig
+from lcp_tune.errors import LcpTuneError, first_line
 from lcp_tune.searchers import SearchSpace
+from lcp_tune.store.files import atomic_write
 from lcp_tune.trust import trust, trusted
 
 from .trial_cache import TrialCache
 
 METRIC, MODE = "val_loss", "min"
+# A trial whose evaluation raised reports this key (the error's line) instead of raising: Tune
+# retries raised trials (max_failures), which only helps a lost worker, never a deterministic error.
+TRIAL_ERROR = "trial_error"
 _EVALUATORS: dict[str, CandidateEvaluator] = {}   # per worker process, keyed by experiment
 
 
@@ -51,20 +56,50 @@ def lcp_trial(config: dict, context: TrialContext, base_state: dict) -> None:
         for result in recorded:
             tune.report({**result, "replayed": True, "warm_start": tag})
         return
-    evaluator = _EVALUATORS.get(context.key)
-    if evaluator is None:
-        _EVALUATORS.clear()   # one experiment per worker at a time: free the previous one
-        trust(context.trusted)
-        _register_data_factories(context)
-        evaluator = _EVALUATORS[context.key] = CandidateEvaluator(context.config, base_state)
     reports: list[dict] = []
 
     def report(result: dict) -> None:
         reports.append(result)
         tune.report({**result, "replayed": False, "warm_start": tag})
 
-    evaluator.evaluate(vector, report=report)
+    try:
+        _evaluator(context, base_state).evaluate(vector, report=report)
+    except Exception as exc:   # deterministic (bad data, a bug): reported, never retried
+        # val_loss NaN: Tune requires the metric in every result; searchers drop non-finite losses
+        tune.report({METRIC: float("nan"), TRIAL_ERROR: _error_line(exc), "error_log": _log_error(context),
+                     "replayed": False, "warm_start": tag})
+        return
     cache.put(vector, reports)
+
+
+def _evaluator(context: TrialContext, base_state: dict) -> CandidateEvaluator:
+    """The worker's evaluator for this experiment, built on its first trial."""
+    evaluator = _EVALUATORS.get(context.key)
+    if evaluator is None:
+        _EVALUATORS.clear()   # one experiment per worker at a time: free the previous one
+        trust(context.trusted)
+        _register_data_factories(context)
+        evaluator = _EVALUATORS[context.key] = CandidateEvaluator(context.config, base_state)
+    return evaluator
+
+
+def _error_line(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, LcpTuneError) else first_line(exc)
+
+
+def _log_error(context: TrialContext) -> str:
+    """Write the traceback to trial_errors/<trial id>.txt in the experiment folder; its path."""
+    import traceback
+
+    from ray import tune
+
+    folder = Path(context.cache_dir).parent / "trial_errors"
+    path = folder / f"{tune.get_context().get_trial_id()}.txt"
+    try:
+        atomic_write(path, traceback.format_exc())
+    except OSError:
+        return ""
+    return str(path)
 
 
 def _register_data_factories(context: TrialContext) -> None:

@@ -20,9 +20,12 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from lcp_tune.errors import LcpTuneError, first_line
 from lcp_tune.store.experiment import Experiment
 from lcp_tune.store.files import atomic_path
 from lcp_tune.store.signing import require_verified
+
+from .trial import TRIAL_ERROR
 
 FINISHED, STOPPED, ERROR, UNFINISHED = "finished", "stopped early", "error", "unfinished"
 SCORED = (FINISHED, STOPPED)   # trials with a validation loss the searcher saw
@@ -33,7 +36,7 @@ TIMINGS = ["started_s", "time_total_s", "error"]
 _RAY_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date",
              "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "config",
              "time_since_restore", "iterations_since_restore", "experiment_tag", "should_checkpoint",
-             "replayed", "warm_start", "tau_hat"}
+             "replayed", "warm_start", "tau_hat", "trial_error"}
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,16 @@ def _read_trials(search_path: str) -> list:
     """Ray's Trial records of the experiment; [] when it never got as far as a state file."""
     from ray.tune import ExperimentAnalysis
 
-    if "://" not in search_path and Path(search_path).is_dir() and any(Path(search_path).glob("experiment_state-*")):
+    if "://" not in search_path:
+        if not any(Path(search_path).glob("experiment_state-*")):
+            return []   # the search never started, or was killed before Tune saved its state
         require_verified(search_path, "cannot read the trials")   # ExperimentAnalysis unpickles parts
     try:
         return list(ExperimentAnalysis(search_path).trials)
-    except (FileNotFoundError, ValueError):
+    except FileNotFoundError:
         return []
+    except Exception as exc:   # a damaged state: say so in one line
+        raise LcpTuneError(f"cannot read the trials in {search_path}: {first_line(exc)}") from None
 
 
 def _row(trial, context: TableContext, search_path: str) -> dict[str, Any]:
@@ -105,7 +112,7 @@ def _row(trial, context: TableContext, search_path: str) -> dict[str, Any]:
     timestamp, total = result.get("timestamp"), result.get("time_total_s")
     out["start_time"] = _number(timestamp) - _number(total) if timestamp is not None else math.nan
     out["time_total_s"] = _number(total)
-    out["error"] = _error_line(trial, search_path) if trial.status == "ERROR" else None
+    out["error"] = result.get(TRIAL_ERROR) or (_error_line(trial, search_path) if trial.status == "ERROR" else None)
     for key, value in result.items():   # anything else the trials report (tags, timings)
         if key in out or key in _RAY_KEYS or key.startswith("keep"):
             continue
@@ -118,7 +125,7 @@ def _row(trial, context: TableContext, search_path: str) -> dict[str, Any]:
 
 def _status(ray_status: str, result: dict) -> str:
     """finished: ran all tau_hat steps; stopped early: a scheduler ended it; error; unfinished."""
-    if ray_status == "ERROR":
+    if ray_status == "ERROR" or result.get(TRIAL_ERROR):
         return ERROR
     if "val_loss" not in result or ray_status != "TERMINATED":
         return UNFINISHED   # RUNNING / PENDING / PAUSED: the search was interrupted
