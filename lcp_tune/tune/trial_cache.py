@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+
+from lcp_tune.store.files import atomic_write
 
 
 class TrialCache:
@@ -33,8 +34,5 @@ class TrialCache:
             return None
 
     def put(self, vector: np.ndarray, reports: list[dict]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{self.key(vector)}.json"
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"vector": np.asarray(vector, dtype=float).tolist(), "reports": reports}))
-        tmp.replace(path)
+        atomic_write(self.folder / f"{self.key(vector)}.json",
+                     json.dumps({"vector": np.asarray(vector, dtype=float).tolist(), "reports": reports}))
