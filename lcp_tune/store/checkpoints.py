@@ -23,10 +23,11 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+        if "Unsupported global" in str(exc):   # a pickled object, refused by weights_only=True
             raise LcpTuneError(f"checkpoint {path} holds pickled Python objects besides tensors, which lcp-tune "
                                f"never loads (they could run code); save model.state_dict() instead") from None
-        raise LcpTuneError(f"checkpoint {path} is not a readable PyTorch state_dict ({_words(exc)})") from None
+        raise LcpTuneError(f"checkpoint {path} is not a readable PyTorch state_dict (it does not unpickle "
+                           f"as tensors)") from None
     except Exception as exc:
         raise LcpTuneError(f"checkpoint {path} is not a readable PyTorch state_dict ({_words(exc)})") from None
     if isinstance(obj, dict):

@@ -7,19 +7,20 @@ printer the driver installed with `printing_to` (public API only, no Tuner inter
 """
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
 from ray import tune
 
-from lcp_tune.store.signing import snapshot
+from lcp_tune.store.signing import KINDS, snapshot
 
 from .trial import METRIC, TRIAL_ERROR
 
 _PRINTER: Optional["ProgressPrinter"] = None   # the driver's printer while a search runs
 _SIGN_DIR: Optional[str] = None                 # the local Tune folder to sign while it runs
-_SIGNED_AT = 0.0
+_SIGNED: tuple = ()                            # names, sizes and mtimes of the state last signed
 
 
 class ProgressPrinter:
@@ -63,18 +64,32 @@ class SigningCallback(tune.Callback):
     """Signs Ray Tune's state files (lcp_tune.store.signing) as soon as Tune has written them.
 
     Like ProgressCallback it is restored by Ray with the experiment and acts on the folder the
-    driver installed with `signing`, at most every half second.
+    driver installed with `signing`, in the same controller step in which Tune wrote its state,
+    so a kill leaves at most that step's state unsigned.
     """
 
     def on_step_end(self, iteration, trials, **info):
-        global _SIGNED_AT
-        if _SIGN_DIR is not None and time.time() - _SIGNED_AT > 0.5:
+        global _SIGNED
+        if _SIGN_DIR is None:
+            return
+        seen = _state_stamp(_SIGN_DIR)
+        if seen != _SIGNED:   # Tune wrote its state in this step: sign it before the next one
             snapshot(_SIGN_DIR)
-            _SIGNED_AT = time.time()
+            _SIGNED = seen
 
     def on_experiment_end(self, trials, **info):
         if _SIGN_DIR is not None:
             snapshot(_SIGN_DIR)
+
+
+def _state_stamp(folder: str) -> tuple:
+    """What identifies the state files' current contents cheaply: names, sizes, mtimes."""
+    stamp = []
+    for entry in os.scandir(folder):
+        if entry.name.startswith(KINDS) and entry.is_file():
+            info = entry.stat()
+            stamp.append((entry.name, info.st_size, info.st_mtime_ns))
+    return tuple(sorted(stamp))
 
 
 @contextmanager
