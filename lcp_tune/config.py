@@ -144,6 +144,10 @@ class ExperimentConfig:
     def from_dict(cls, d: dict[str, Any]) -> "ExperimentConfig":
         return _build(cls, d, "config")
 
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its dotted key ({"prune.budget": 0.15, ...})."""
+        return _flatten(self.to_dict())
+
     def replace(self, **changes: Any) -> "ExperimentConfig":
         """Copy with top-level or dotted nested fields changed: replace(**{"prune.budget": 0.3})."""
         d = self.to_dict()
@@ -152,6 +156,16 @@ class ExperimentConfig:
             target = d[section] if section else d
             target[name] = dict(value) if isinstance(value, dict) else value
         return ExperimentConfig.from_dict(d)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _build(cls, d: dict[str, Any], where: str):

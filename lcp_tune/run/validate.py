@@ -2,8 +2,6 @@
 number against lcp_tune.rules. The CLI, the presets and lcp_tune.search all end up here."""
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
 
 from lcp_tune.config import RECIPES, ExperimentConfig
 from lcp_tune.data import DATASETS
@@ -46,17 +44,8 @@ def validate_config(config: ExperimentConfig) -> None:
     check_recipe(config.recipe)
     check_path_setting("--checkpoint", config.checkpoint)
     check_path_setting("--data-dir", config.data_dir)
-    values = _flatten(dataclasses.asdict(config))
+    values = config.flat()
     for key in RULES:
         if key in values:
             check_value(key, values[key])
 
-
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

@@ -114,7 +114,7 @@ def check_can_open(root: Path, config: ExperimentConfig) -> Experiment:
     if exp.root.exists() and not exp.root.is_dir():
         raise LcpTuneError(f"--out {root} is a file, not a folder; choose another --out")
     if exp.is_experiment():
-        new = _flatten(config.to_dict())
+        new = config.flat()
         check_same_run(root, exp.config(), {k: v for k, v in new.items() if k not in HOW_FIELDS})
     elif exp.root.exists() and any(exp.root.iterdir()):
         raise LcpTuneError(f"output folder {root} exists and is not an lcp-tune experiment; choose another --out")
@@ -138,12 +138,3 @@ def open_experiment(root: Path, config: ExperimentConfig) -> Experiment:
         raise LcpTuneError(f"--out {root} cannot be written ({exc.strerror or exc}); choose another --out") from None
     return exp
 
-
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
