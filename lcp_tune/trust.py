@@ -7,9 +7,13 @@ names its user trusted to its Ray workers.
 """
 from __future__ import annotations
 
-from typing import Iterable
+import importlib
+import inspect
+import os
+import sys
+from typing import Any, Callable, Iterable
 
-from .errors import LcpTuneError
+from .errors import LcpTuneError, first_line
 
 _TRUSTED: set[str] = set()
 
@@ -28,3 +32,43 @@ def require_trusted(name: str, what: str, flag: str) -> None:
     if name not in _TRUSTED:
         raise LcpTuneError(f"{what} {name!r} names code to run, and a file is not allowed to; if you trust "
                            f"it, give it yourself with {flag} {name}")
+
+
+def import_factory(spec: str, what: str, flag: str) -> Callable[..., Any]:
+    """Import the callable named "package.module:factory" once the user has given it.
+
+    `what` prefixes every message (e.g. "--data 'pkg.mod:make'"); the current folder is
+    searched too, as `python -m` does, since a console script does not put it on sys.path.
+    """
+    require_trusted(spec, "architecture" if flag == "--arch" else "dataset", flag)
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise LcpTuneError(f"{what}: a user factory is named package.module:factory")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise LcpTuneError(f"{what}: cannot import module {module_name!r} ({first_line(exc)}); it must be "
+                           f"importable (on PYTHONPATH or in the current folder)") from None
+    factory: Any = module
+    for part in attr.split("."):
+        factory = getattr(factory, part, None)
+    if not callable(factory):
+        raise LcpTuneError(f"{what}: module {module_name!r} has no callable {attr!r}")
+    return factory
+
+
+def call_factory(factory: Callable[..., Any], what: str, **offered: Any) -> Any:
+    """Call a user's factory with the offered keywords it accepts; its exception becomes one line."""
+    try:
+        params = inspect.signature(factory).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    except (TypeError, ValueError):
+        params, takes_any = {}, False
+    try:
+        return factory(**{k: v for k, v in offered.items() if takes_any or k in params})
+    except LcpTuneError:
+        raise
+    except Exception as exc:
+        raise LcpTuneError(f"{what}: the factory raised {first_line(exc)}") from None

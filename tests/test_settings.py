@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import click
 import pytest
 from click.testing import CliRunner
 
@@ -92,4 +91,3 @@ def test_usage_errors_are_one_line(tmp_path):
     result = CliRunner().invoke(main, ["search", "--num-samples", "many"])
     assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1
     assert "'many' is not a valid integer" in result.output and "Usage:" not in result.output
-    assert isinstance(main.commands["search"], click.Command)

@@ -14,10 +14,6 @@ shape is read from the first training sample and the class count from `classes` 
 """
 from __future__ import annotations
 
-import importlib
-import inspect
-import os
-import sys
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -25,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lcp_tune.errors import LcpTuneError, first_line
-from lcp_tune.trust import require_trusted
+from lcp_tune.trust import call_factory, import_factory
 
 from .splits import DataSplits, labels_of, select, stratified_split
 
@@ -58,26 +54,10 @@ def is_user_data(name: str) -> bool:
 
 
 def resolve_factory(spec: str) -> Callable[..., Any]:
-    """Import "package.module:factory" (the current folder is searched too, as `python -m` does)."""
+    """The function registered from Python under `spec`, or the one it names, once trusted."""
     if spec in _FACTORIES:
         return _FACTORIES[spec]
-    require_trusted(spec, "dataset", "--data")
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise LcpTuneError(f"--data {spec!r}: a user dataset is named package.module:factory")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise LcpTuneError(f"--data {spec!r}: cannot import module {module_name!r} ({first_line(exc)}); "
-                           f"it must be importable (on PYTHONPATH or in the current folder)") from None
-    factory = module
-    for part in attr.split("."):
-        factory = getattr(factory, part, None)
-    if not callable(factory):
-        raise LcpTuneError(f"--data {spec!r}: module {module_name!r} has no callable {attr!r}")
-    return factory
+    return import_factory(spec, f"--data {spec!r}", "--data")
 
 
 def user_splits(spec: str, seed: int = 0, val_fraction: float = 0.15, data_dir: Optional[str] = None,
@@ -85,19 +65,7 @@ def user_splits(spec: str, seed: int = 0, val_fraction: float = 0.15, data_dir: 
     """Call the factory named `spec`, check what it returned, and carve the validation split."""
     if image_size is not None:
         raise LcpTuneError(f"--image-size applies to built-in datasets; resize inside the factory {spec!r}")
-    factory = resolve_factory(spec)
-    try:
-        accepts = inspect.signature(factory).parameters
-        kwargs = {"data_dir": data_dir} if "data_dir" in accepts or any(
-            p.kind is p.VAR_KEYWORD for p in accepts.values()) else {}
-    except (TypeError, ValueError):
-        kwargs = {}
-    try:
-        returned = factory(**kwargs)
-    except LcpTuneError:
-        raise
-    except Exception as exc:
-        raise LcpTuneError(f"--data {spec!r}: the factory raised {first_line(exc)}") from None
+    returned = call_factory(resolve_factory(spec), f"--data {spec!r}", data_dir=data_dir)
     train, test, val, classes = _unpack(spec, returned)
     shape = _sample_shape(spec, "train", train)
     for name, split in (("test", test), ("val", val)):
