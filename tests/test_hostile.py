@@ -317,3 +317,39 @@ def test_analyze_an_experiment_whose_search_never_started(tmp_path):
     result = CliRunner().invoke(main, ["analyze", str(tmp_path / "exp")])
     assert_one_line_error(result, "has no finished trial")
     assert (tmp_path / "exp" / "analysis.md").is_file()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_search_at_a_uri_is_signed_and_a_payload_there_never_runs(tmp_path, local_ray):
+    """--storage file://...: Tune's state is signed where it is stored (through pyarrow's
+    filesystem), an edited live copy is replaced by the signed one, and a folder whose signed
+    copies carry a payload is refused in one line."""
+    from lcp_tune.config import ExperimentConfig
+    from lcp_tune.run.search import RunOptions, resume_search_experiment, run_search_experiment
+
+    config = ExperimentConfig().replace(**{
+        "arch": "resnet20_tiny", "prune.budget": 0.4, "search.num_samples": 3, "search.tau_hat": 4,
+        "search.report_every": 2, "search.bn_batches": 1, "base_train.epochs": 1, "finetune.epochs": 1})
+    shared, exp = tmp_path / "shared", tmp_path / "exp"
+    run_search_experiment(config, exp, log=lambda s: None, options=RunOptions(storage=shared.as_uri()))
+    search = shared / "exp" / "search"
+    assert (search / ".lcp-signed" / "manifest.json").is_file()
+    assert (search / ".lcp-signed" / "tuner.pkl").read_bytes() == (search / "tuner.pkl").read_bytes()
+
+    def unfinish():
+        for name in ("report.json", "compensation.json", "trials.parquet"):
+            (exp / name).unlink()
+
+    marker = tmp_path / "marker"
+    unfinish()
+    (search / "tuner.pkl").write_bytes(payload_bytes(marker))   # the live copy only: the signed one wins
+    report = resume_search_experiment(exp, lambda s: None, RunOptions())
+    assert report["num_trials"] == 3 and not marker.exists()
+
+    unfinish()
+    for path in (search / "tuner.pkl", search / ".lcp-signed" / "tuner.pkl"):
+        path.write_bytes(payload_bytes(marker))
+    with pytest.raises(LcpTuneError, match="not signed by this machine's lcp-tune key"):
+        resume_search_experiment(exp, lambda s: None, RunOptions())
+    assert not marker.exists() and not (exp / "report.json").exists()

@@ -7,6 +7,9 @@ the user's config folder (mode 0600) that never leaves the machine. Before anyth
 restored or read from them, the live files are checked against the signatures; files newer than
 the last signature (a kill between two snapshots) are replaced by the signed copies, and a
 folder without valid signatures is refused, its pickles never opened.
+
+The search may live in a local folder or at a pyarrow URI (`--storage s3://...`): every file
+operation here goes through pyarrow's filesystem, so both are signed and checked alike.
 """
 from __future__ import annotations
 
@@ -51,71 +54,132 @@ def _mac(data: bytes, key: bytes) -> str:
     return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
-def _state_files(folder: Path) -> dict[str, Path]:
-    """The newest file of each kind in a Tune experiment folder."""
-    found: dict[str, Path] = {}
+class _Folder:
+    """One folder, local or at a URI, seen through pyarrow's filesystem."""
+
+    def __init__(self, location: str | Path):
+        import pyarrow.fs
+
+        location = str(location)
+        if "://" in location:
+            self.fs, self.root = pyarrow.fs.FileSystem.from_uri(location)
+        else:
+            self.fs, self.root = pyarrow.fs.LocalFileSystem(), location
+        self.root = self.root.rstrip("/") or "/"
+        self.local = isinstance(self.fs, pyarrow.fs.LocalFileSystem)
+
+    def sub(self, name: str) -> "_Folder":
+        child = object.__new__(_Folder)
+        child.fs, child.root, child.local = self.fs, f"{self.root}/{name}", self.local
+        return child
+
+    def files(self) -> dict:
+        """name -> FileInfo of the plain files directly in the folder ({} if there is none)."""
+        import pyarrow.fs
+
+        try:
+            infos = self.fs.get_file_info(pyarrow.fs.FileSelector(self.root, allow_not_found=True))
+        except (OSError, NotADirectoryError):
+            return {}
+        return {i.base_name: i for i in infos if i.type == pyarrow.fs.FileType.File}
+
+    def read(self, name: str) -> Optional[bytes]:
+        try:
+            with self.fs.open_input_stream(f"{self.root}/{name}") as f:
+                return f.read()
+        except (OSError, FileNotFoundError):
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        """Whole or not at all: a local file is renamed into place; an object store's put is atomic."""
+        if self.local:
+            self.fs.create_dir(self.root, recursive=True)
+            tmp = f"{self.root}/.{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, f"{self.root}/{name}")
+        else:
+            with self.fs.open_output_stream(f"{self.root}/{name}") as f:
+                f.write(data)
+
+    def delete(self, name: str) -> None:
+        self.fs.delete_file(f"{self.root}/{name}")
+
+
+def _state_files(folder: _Folder) -> dict[str, str]:
+    """kind -> the newest file of that kind in a Tune experiment folder."""
+    names = sorted(folder.files())
+    found: dict[str, str] = {}
     for kind in KINDS:
-        names = sorted(p for p in folder.glob(f"{kind}*") if p.is_file())
-        if names:
-            found[kind] = names[-1]
+        of_kind = [n for n in names if n.startswith(kind)]
+        if of_kind:
+            found[kind] = of_kind[-1]
     return found
 
 
-def snapshot(folder: str | Path) -> None:
-    """Sign the current state files of the Tune experiment in `folder` (copies + manifest)."""
-    folder = Path(folder)
-    files = _state_files(folder)
-    if not files:
+def state_stamp(location: str | Path) -> tuple:
+    """What identifies the state files' current contents cheaply: names, sizes, mtimes."""
+    files = _Folder(location).files()
+    return tuple(sorted((name, info.size, info.mtime_ns) for name, info in files.items()
+                        if name.startswith(KINDS)))
+
+
+def snapshot(location: str | Path) -> None:
+    """Sign the current state files of the Tune experiment at `location` (copies + manifest)."""
+    folder = _Folder(location)
+    names = _state_files(folder).values()
+    if not names:
         return
-    key, snap = _key(), folder / SNAPSHOT
-    snap.mkdir(exist_ok=True)
+    key, snap = _key(), folder.sub(SNAPSHOT)
     manifest = {}
-    for path in files.values():
-        data = path.read_bytes()
-        (snap / path.name).write_bytes(data)
-        manifest[path.name] = _mac(data, key)
-    for old in snap.iterdir():   # copies of older sessions' files
-        if old.name not in manifest and old.name != MANIFEST:
-            old.unlink()
-    tmp = snap / f".{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(manifest))
-    os.replace(tmp, snap / MANIFEST)   # the manifest last: it vouches only for copies already written
+    for name in names:
+        data = folder.read(name)
+        if data is None:   # removed by Tune between listing and reading: the next step signs
+            continue
+        snap.write(name, data)
+        manifest[name] = _mac(data, key)
+    for old in snap.files():   # copies of older sessions' files
+        if old not in manifest and old != MANIFEST:
+            snap.delete(old)
+    if manifest:
+        snap.write(MANIFEST, json.dumps(manifest).encode())   # last: it vouches only for copies written
 
 
-def verified(folder: str | Path) -> Optional[str]:
-    """Make `folder`'s live state the signed one; None if that worked, else what is wrong.
+def verified(location: str | Path) -> Optional[str]:
+    """Make the live state at `location` the signed one; None if that worked, else what is wrong.
 
     Live files that match their signature stay; a newer or edited one is replaced by its signed
     copy, and unsigned state files of the same kinds are removed so Ray cannot pick them.
     """
-    folder = Path(folder)
-    snap = folder / SNAPSHOT
+    folder = _Folder(location)
+    snap = folder.sub(SNAPSHOT)
     try:
-        manifest = json.loads((snap / MANIFEST).read_text())
+        manifest = json.loads(snap.read(MANIFEST) or b"")
         assert isinstance(manifest, dict) and manifest
-    except (OSError, ValueError, AssertionError):
+    except (ValueError, AssertionError):
         return "carries no lcp-tune signature"
     key = _key()
     for name, mac in manifest.items():
-        if Path(name).name != name or not name.startswith(KINDS):
+        if not isinstance(name, str) or Path(name).name != name or not name.startswith(KINDS):
             return f"has a signature for an unexpected file {name!r}"
-        live = folder / name
-        if live.is_file() and hmac.compare_digest(_mac(live.read_bytes(), key), str(mac)):
+        live = folder.read(name)
+        if live is not None and hmac.compare_digest(_mac(live, key), str(mac)):
             continue
-        copy = snap / name
-        if not copy.is_file() or not hmac.compare_digest(_mac(copy.read_bytes(), key), str(mac)):
+        copy = snap.read(name)
+        if copy is None or not hmac.compare_digest(_mac(copy, key), str(mac)):
             return f"is not signed by this machine's lcp-tune key ({name} was written elsewhere or edited)"
-        live.write_bytes(copy.read_bytes())
-    for kind in KINDS:   # newer, unsigned files of a kind would be read instead of the signed one
-        for path in folder.glob(f"{kind}*"):
-            if path.is_file() and path.name not in manifest:
-                path.unlink()
+        folder.write(name, copy)
+    for name in folder.files():   # newer, unsigned files of a kind would be read instead of the signed one
+        if name.startswith(KINDS) and name not in manifest:
+            folder.delete(name)
     return None
 
 
-def require_verified(folder: str | Path, what: str) -> None:
+def require_verified(location: str | Path, what: str) -> None:
     """Refuse, in one line, to unpickle an experiment's Tune state that this machine did not sign."""
-    problem = verified(folder)
+    problem = verified(location)
     if problem is not None:
-        raise LcpTuneError(f"{what}: Ray Tune's state in {folder} {problem}; its pickles are never opened "
+        raise LcpTuneError(f"{what}: Ray Tune's state in {location} {problem}; its pickles are never opened "
                            f"(resume it on the machine that ran it, or start a new search)")

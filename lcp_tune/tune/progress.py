@@ -7,14 +7,13 @@ printer the driver installed with `printing_to` (public API only, no Tuner inter
 """
 from __future__ import annotations
 
-import os
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
 from ray import tune
 
-from lcp_tune.store.signing import KINDS, snapshot
+from lcp_tune.store.signing import snapshot, state_stamp
 
 from .trial import METRIC, TRIAL_ERROR
 
@@ -72,7 +71,7 @@ class SigningCallback(tune.Callback):
         global _SIGNED
         if _SIGN_DIR is None:
             return
-        seen = _state_stamp(_SIGN_DIR)
+        seen = state_stamp(_SIGN_DIR)
         if seen != _SIGNED:   # Tune wrote its state in this step: sign it before the next one
             snapshot(_SIGN_DIR)
             _SIGNED = seen
@@ -82,19 +81,9 @@ class SigningCallback(tune.Callback):
             snapshot(_SIGN_DIR)
 
 
-def _state_stamp(folder: str) -> tuple:
-    """What identifies the state files' current contents cheaply: names, sizes, mtimes."""
-    stamp = []
-    for entry in os.scandir(folder):
-        if entry.name.startswith(KINDS) and entry.is_file():
-            info = entry.stat()
-            stamp.append((entry.name, info.st_size, info.st_mtime_ns))
-    return tuple(sorted(stamp))
-
-
 @contextmanager
 def signing(folder: Optional[str]) -> Iterator[None]:
-    """Sign the Tune experiment in the local `folder` while the block runs and once after it."""
+    """Sign the Tune experiment at `folder` (a folder or URI) while the block runs and once after it."""
     global _SIGN_DIR
     previous, _SIGN_DIR = _SIGN_DIR, folder
     try:

@@ -23,7 +23,7 @@ import pandas as pd
 from lcp_tune.errors import LcpTuneError, first_line
 from lcp_tune.store.experiment import Experiment
 from lcp_tune.store.files import atomic_path
-from lcp_tune.store.signing import require_verified
+from lcp_tune.store.signing import require_verified, state_stamp
 
 from .trial import TRIAL_ERROR
 
@@ -84,10 +84,9 @@ def _read_trials(search_path: str) -> list:
     """Ray's Trial records of the experiment; [] when it never got as far as a state file."""
     from ray.tune import ExperimentAnalysis
 
-    if "://" not in search_path:
-        if not any(Path(search_path).glob("experiment_state-*")):
-            return []   # the search never started, or was killed before Tune saved its state
-        require_verified(search_path, "cannot read the trials")   # ExperimentAnalysis unpickles parts
+    if not any(name.startswith("experiment_state-") for name, *_ in state_stamp(search_path)):
+        return []   # the search never started, or was killed before Tune saved its state
+    require_verified(search_path, "cannot read the trials")   # ExperimentAnalysis unpickles parts
     try:
         return list(ExperimentAnalysis(search_path).trials)
     except FileNotFoundError:

@@ -43,8 +43,7 @@ def run_search(config: ExperimentConfig, storage: str, base_state: dict, space: 
     start = time.time()
     log(f"searching: {search.num_samples} trials with {search.searcher} ({search.scheduler}), "
         f"{concurrency(config)} at a time, {search.tau_hat} steps each")
-    local = None if "://" in path else path   # signatures cover local folders (URIs: not yet)
-    with printing_to(ProgressPrinter(search.num_samples, log, done_before)), signing(local):
+    with printing_to(ProgressPrinter(search.num_samples, log, done_before)), signing(path):
         results = tuner.fit()
     return results, time.time() - start
 
@@ -92,8 +91,7 @@ def _restore(path: str, trainable):
 def check_restorable(path: str) -> None:
     """Refuse, before any work, a search whose Ray Tune state is unsigned, missing or damaged."""
     if _started(path):
-        if "://" not in path:   # first: a damaged or newer live file is replaced by its signed copy
-            require_verified(path, "cannot resume")
+        require_verified(path, "cannot resume")   # first: a damaged or newer live file is replaced by its signed copy
         problem = _state_problem(path)
         if problem is not None:
             raise _cannot_resume(path, problem)
