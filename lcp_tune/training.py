@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .config import TrainConfig
+from .store.files import atomic_path
 
 
 @dataclass(frozen=True)
@@ -177,10 +178,8 @@ def _save_fit_state(path: Path, model, optimizer, train: DataLoader, epoch: int,
              "optimizer": optimizer.state_dict(), "best": best_state or {}}
     if getattr(train, "generator", None) is not None:
         state["generator"] = train.generator.get_state()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:   # a kill mid-save leaves the previous epoch's state
+        torch.save(state, tmp)
 
 
 def _load_fit_state(path: Optional[Path], model, optimizer, train: DataLoader):

@@ -120,3 +120,56 @@ def test_a_signal_is_an_interruption_never_a_finished_run(tmp_path, local_ray, s
     assert report["num_trials"] == SAMPLES and report["failed_trials"] == 0
     after = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")}
     assert all(after[name] == mtime for name, mtime in finished.items())   # never evaluated again
+
+
+def _checkpoint_epoch(path) -> int:
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
+@pytest.mark.parametrize("signum, status, method", [
+    (signal.SIGINT, 130, "lcp"), (signal.SIGTERM, 143, "global"), (signal.SIGKILL, -signal.SIGKILL, "lcp")],
+    ids=["SIGINT-first-finetune", "SIGTERM-second-finetune", "SIGKILL-first-finetune"])
+def test_a_signal_during_finetune_resumes_from_its_last_epoch(tmp_path, local_ray, signum, status, method):
+    """Stopped while a method is being fine-tuned: no final artefact; --resume redoes no trial,
+    keeps the finished fine-tunes and continues the interrupted one from its last saved epoch."""
+    checkpoint = tmp_path / "base.pt"
+    result = CliRunner().invoke(main, ["train", "--arch", "resnet20_tiny", "--epochs", "2", "--out", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    exp, epochs = tmp_path / "exp", 12
+    command = [sys.executable, "-m", "lcp_tune.cli", "search", "--arch", "resnet20_tiny", "--checkpoint",
+               str(checkpoint), "--num-samples", "2", "--tau-hat", "4", "--finetune-epochs", str(epochs),
+               "--budget", "0.4", "--out", str(exp)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=dict(os.environ), text=True)
+    saved = lambda: list((exp / "finetune").glob(f"{method}-*.pt"))  # noqa: E731
+    try:
+        wait_for(lambda: saved() and 1 <= _checkpoint_epoch(saved()[0]) < epochs - 2, 300, proc)
+        if signum == signal.SIGKILL:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            os.kill(proc.pid, signum)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == status, output
+    if signum != signal.SIGKILL:
+        assert f"interrupted by {signal.Signals(signum).name}" in output.strip().splitlines()[-1], output
+    for final in ("report.json", "analysis.md", "pruned"):
+        assert not (exp / final).exists(), final
+    trials = {p.name: p.stat().st_mtime_ns for p in (exp / "trial_cache").glob("*.json")}
+    assert len(trials) == 2
+    kept = {p.name: _checkpoint_epoch(p) for p in (exp / "finetune").glob("*.pt")}
+    assert kept[saved()[0].name] < epochs
+
+    lines: list[str] = []
+    report = resume_search_experiment(exp, lines.append, RunOptions())
+    assert report["num_trials"] == 2 and set(report["methods"]) == {"lcp", "global", "uniform"}
+    assert {p.name: p.stat().st_mtime_ns for p in (exp / "trial_cache").glob("*.json")} == trials
+    for name, epoch in kept.items():   # each fine-tune went on from its last epoch, never from the start
+        label = name.split("-")[0]
+        ran = [int(line.split("epoch ")[1].split("/")[0]) for line in lines if f"fine-tune {label} " in line]
+        assert ran and min(ran) == epoch + 1 if epoch < epochs else not ran, (name, epoch, ran)

@@ -56,9 +56,12 @@ def catching_signals() -> Iterator[None]:
         yield
     finally:
         _depth -= 1
-        # a handler installed by C code (Ray's) reads as None and cannot be put back
-        signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
-        signal.signal(signal.SIGINT, old_int if old_int is not None else signal.default_int_handler)
+        if _depth > 0:   # back in an outer block (after the search: the fine-tunes) that must still catch
+            signal.signal(signal.SIGTERM, on_term)
+            signal.signal(signal.SIGINT, on_int)
+        else:   # a handler installed by C code reads as None and cannot be put back
+            signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
+            signal.signal(signal.SIGINT, old_int if old_int is not None else signal.default_int_handler)
 
 
 def was_interrupted() -> bool:

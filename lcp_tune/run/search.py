@@ -161,13 +161,15 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
                                           checkpoint_dir=exp.root / "finetune")
         plan = result.pop("plan")
         if name == config.method:
-            save_pruned(exp.pruned_dir, model, plan, config.arch, data.num_classes, data.input_shape)
+            final = (model, plan)
         result["gap"] = base_test.accuracy - result["test_acc"]
         result.update(recovery[name])
         methods[name] = result
     if outcome is not None:   # the search's own number for its best trial
         methods[config.method]["search_objective"] = outcome.best_objective
     report = build_report(config, base_test.accuracy, methods, outcome, recovery)
+    # the final artefacts only once every fine-tune has finished: an interruption leaves none
+    save_pruned(exp.pruned_dir, *final, config.arch, data.num_classes, data.input_shape)
     write_json(exp.report_path, report)
     log(format_report(report))
     log(f"results: {exp.root}")
@@ -205,7 +207,9 @@ def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, pr
     names = dict(zip(space.keys, pruner.form.param_names(pruner.group_names)))
     write_json(exp.run_path, {**exp.run_record(), "search_keys": names})
     run_key = hashlib.sha256(f"{file_hash(exp.base_path)}{config.to_dict()}".encode()).hexdigest()[:16]
-    with ray_session(options.address, options.dashboard, log), catching_signals():   # after ray.init
+    # ours again after ray.init (which installs its own SIGTERM handler) and after ray.shutdown
+    # (which leaves the default one): the fine-tunes that follow must still be interruptions
+    with catching_signals(), ray_session(options.address, options.dashboard, log), catching_signals():
         check_cluster(config)
         # absolute: Ray runs each trial in its own working directory
         results, wall = run_search(config, exp.search_storage(), base.state_dict(), space,
