@@ -19,7 +19,7 @@ def run(*args):
 
 @pytest.mark.parametrize("args, fragments", [
     (["--arch", "resnet21"], ["unknown architecture 'resnet21'", "resnet20"]),
-    (["--data", "mnist"], ["unknown dataset 'mnist'", "lcp-tune list"]),
+    (["--data", "svhn"], ["unknown dataset 'svhn'", "lcp-tune list"]),
     (["--budget", "1.5"], ["budget must be", "(0, 1)", "1.5"]),
     (["--budget", "0"], ["budget must be"]),
     (["--num-samples", "0"], ["--num-samples must be an integer >= 1"]),

@@ -3,8 +3,9 @@
 The validation split is carved out of the training data: the search scores candidates on it
 and only on it; the test split is touched once, by the final report.
 
-Real datasets (cifar10, cifar100, imagenet, cub200, in `image_data.py`) are read from
-`data_dir` in their usual on-disk formats (see docs/datasets.md); nothing is ever downloaded. What is checked, and when:
+Real datasets (cifar10, cifar100, imagenet, cub200 in `images.py`; mnist, fashion-mnist in
+`idx.py`) are read from `data_dir` in their usual on-disk formats (see docs/datasets.md); nothing
+is ever downloaded. What is checked, and when:
 
 * At load time, the structure: folders and index files exist and parse, every listed image file
   exists, no class folder is empty, labels are in range. A failure is one `LcpTuneError` line

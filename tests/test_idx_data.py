@@ -1,0 +1,213 @@
+"""MNIST and Fashion-MNIST in the official IDX format, written tiny into tmp folders.
+
+Every image is one grey level that encodes its class (25 * label) with its row number in the
+top-left pixel, so labels can be checked against pixels and splits compared by row.
+"""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from lcp_tune.cli import main
+from lcp_tune.config import DEFAULT_RECIPE, RECIPES
+from lcp_tune.data import idx, list_datasets, load_data
+from lcp_tune.data.splits import labels_of
+from lcp_tune.errors import LcpTuneError
+
+N_TRAIN, N_TEST = 40, 20
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+         "t10k-labels-idx1-ubyte")
+
+
+def idx_bytes(array: np.ndarray, magic: int) -> bytes:
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_file(path: Path, data: bytes) -> None:
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+
+
+def images_for(labels: np.ndarray, side: int = 28) -> np.ndarray:
+    images = np.repeat((25 * labels).astype(np.uint8)[:, None, None], side * side, 1).reshape(-1, side, side)
+    images[:, 0, 0] = np.arange(len(labels))  # the row number
+    return images
+
+
+def write_idx(folder: Path, gz: bool, n_train: int = N_TRAIN, n_test: int = N_TEST) -> Path:
+    """The four official files, labels cycling 0-9; returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        write_file(folder / f"{prefix}-images-idx3-ubyte{suffix}", idx_bytes(images_for(labels), 0x803))
+        write_file(folder / f"{prefix}-labels-idx1-ubyte{suffix}", idx_bytes(labels, 0x801))
+    return folder
+
+
+def pixel_values(x: torch.Tensor, mean: float, std: float) -> np.ndarray:
+    return np.rint((x.numpy() * std + mean) * 255).astype(int)
+
+
+def rows_and_classes(split, mean=idx.FASHION_MNIST_MEAN, std=idx.FASHION_MNIST_STD):
+    """(row numbers, classes read from the pixels, labels) of an evaluation split, in order."""
+    xs, ys = zip(*(split[i] for i in range(len(split))))
+    x = torch.stack(xs)
+    values = pixel_values(x[:, 0], mean, std)
+    return values[:, 0, 0], values[:, 14, 14] // 25, np.array([int(y) for y in ys])
+
+
+@pytest.fixture(scope="module")
+def flat(tmp_path_factory) -> Path:
+    return write_idx(tmp_path_factory.mktemp("idx") / "flat", gz=True)
+
+
+# --- good input --------------------------------------------------------------------------------
+
+def test_both_names_are_registered_and_have_a_recipe():
+    assert {"fashion-mnist", "mnist"} <= set(list_datasets())
+    assert DEFAULT_RECIPE["fashion-mnist"] == DEFAULT_RECIPE["mnist"] == "mnist"
+    assert RECIPES["mnist"]["base"].epochs > RECIPES["mnist"]["finetune"].epochs
+
+
+def test_cli_list_shows_the_new_datasets():
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 0, result.output
+    datasets = next(line for line in result.output.splitlines() if line.startswith("datasets:"))
+    assert "fashion-mnist" in datasets and "mnist" in datasets.replace("fashion-mnist", "")
+
+
+@pytest.mark.parametrize("layout", ["flat", "torchvision", "name-folder", "raw-folder"])
+@pytest.mark.parametrize("gz", [True, False])
+def test_splits_from_every_layout(tmp_path, layout, gz):
+    raw = write_idx(tmp_path / "d" / "FashionMNIST" / "raw" if layout != "flat" else tmp_path / "d", gz)
+    data_dir = {"flat": tmp_path / "d", "torchvision": tmp_path / "d",
+                "name-folder": raw.parent, "raw-folder": raw}[layout]
+    s = load_data("fashion-mnist", seed=0, val_fraction=0.25, data_dir=str(data_dir))
+    assert (s.num_classes, s.input_shape, len(s.classes)) == (10, (1, 28, 28), 10)
+    assert s.classes[0] == "T-shirt/top"
+    assert (len(s.train), len(s.val), len(s.test)) == (30, 10, N_TEST)
+    assert set(labels_of(s.train)) == set(labels_of(s.val)) == set(labels_of(s.test)) == set(range(10))
+    x, y = next(iter(s.loader("train", 8, shuffle=True, seed=0)))
+    assert x.shape == (8, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
+    for split in (s.val, s.test):
+        rows, classes, labels = rows_and_classes(split)
+        assert np.array_equal(classes, labels)                    # labels follow their images
+    rows, _, labels = rows_and_classes(s.test)
+    assert np.array_equal(rows, np.arange(N_TEST)) and np.array_equal(labels, np.arange(N_TEST) % 10)
+
+
+def test_validation_split_is_stratified_and_seeded(flat):
+    a, b = (load_data("fashion-mnist", seed=3, val_fraction=0.25, data_dir=str(flat)) for _ in range(2))
+    c = load_data("fashion-mnist", seed=4, val_fraction=0.25, data_dir=str(flat))
+    val_a, val_b, val_c = (rows_and_classes(s.val)[0] for s in (a, b, c))
+    assert sorted(labels_of(a.val)) == list(range(10))          # one of the 4 images of each class
+    assert np.array_equal(val_a, val_b) and not np.array_equal(val_a, val_c)
+    assert np.array_equal(rows_and_classes(a.test)[0], rows_and_classes(c.test)[0])
+    train_rows = a.train.images[:, 0, 0].numpy()               # uncropped rows, before augmentation
+    assert not set(train_rows.tolist()) & set(val_a.tolist())  # train and val are disjoint ...
+    assert len(set(train_rows.tolist()) | set(val_a.tolist())) == N_TRAIN  # ... and cover train
+    batches = [next(iter(s.loader("train", 8, shuffle=True, seed=1))) for s in (a, b)]
+    assert torch.equal(batches[0][1], batches[1][1])
+
+
+def test_training_crops_keep_the_label_and_stay_shifts(flat):
+    s = load_data("fashion-mnist", data_dir=str(flat))
+    torch.manual_seed(0)
+    for x, y in s.loader("train", 16, shuffle=True, seed=0):
+        values = pixel_values(x[:, 0], idx.FASHION_MNIST_MEAN, idx.FASHION_MNIST_STD)
+        assert np.array_equal(values[:, 14, 14] // 25, y.numpy())  # a 2-pixel shift keeps the centre
+        assert set(np.unique(values)) <= set(range(256))
+    i = int(np.flatnonzero(labels_of(s.train) == 5)[0])       # grey 125: black padding shows
+    crops = {pixel_values(s.train[i][0][0], idx.FASHION_MNIST_MEAN, idx.FASHION_MNIST_STD).tobytes()
+             for _ in range(20)}
+    assert len(crops) > 1                                         # augmentation happens
+
+
+def test_mnist_torchvision_layout_subset_and_image_size(tmp_path):
+    write_idx(tmp_path / "MNIST" / "raw", gz=False)
+    s = load_data("mnist", data_dir=str(tmp_path), val_fraction=0.25)
+    rows, classes, labels = rows_and_classes(s.test, idx.MNIST_MEAN, idx.MNIST_STD)
+    assert np.array_equal(classes, labels) and s.classes[3] == "3"
+    half = load_data("mnist", data_dir=str(tmp_path), val_fraction=0.25, subset=0.5)
+    assert len(half.train) == 20 and set(labels_of(half.train)) == set(range(10))
+    assert np.array_equal(rows_and_classes(half.val)[0], rows_and_classes(s.val)[0])
+    big = load_data("mnist", data_dir=str(tmp_path), image_size=32)
+    assert big.input_shape == (1, 32, 32)
+    for split in ("train", "val", "test"):
+        assert next(iter(big.loader(split, 4)))[0].shape == (4, 1, 32, 32)
+
+
+def test_default_folder_is_used_without_data_dir(flat, monkeypatch):
+    monkeypatch.setattr(idx, "FASHION_MNIST_DEFAULT_DIR", str(flat))
+    assert len(load_data("fashion-mnist").test) == N_TEST
+
+
+# --- bad input: one line under 200 characters naming the file ---------------------------------
+
+def one_line_error(fn, *must_name: object) -> str:
+    with pytest.raises(LcpTuneError) as info:
+        fn()
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 200, message
+    for part in must_name:
+        assert str(part) in message, message
+    return message
+
+
+def test_missing_folder_or_default(tmp_path, monkeypatch):
+    one_line_error(lambda: load_data("fashion-mnist", data_dir=str(tmp_path / "nowhere")),
+                   tmp_path / "nowhere", "expects")
+    one_line_error(lambda: load_data("mnist"), "--data-dir", "train-images-idx3-ubyte")
+    monkeypatch.setattr(idx, "FASHION_MNIST_DEFAULT_DIR", str(tmp_path / "no-debian-package"))
+    one_line_error(lambda: load_data("fashion-mnist"), "apt-get install dataset-fashion-mnist",
+                   "--data-dir", tmp_path / "no-debian-package")
+
+
+def test_missing_file_names_it(tmp_path):
+    folder = write_idx(tmp_path / "d", gz=True)
+    (folder / "train-labels-idx1-ubyte.gz").unlink()
+    one_line_error(lambda: load_data("fashion-mnist", data_dir=str(folder)),
+                   folder / "train-labels-idx1-ubyte", "t10k", "FashionMNIST/raw")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line_error(lambda: load_data("mnist", data_dir=str(empty)), empty / "train-images-idx3-ubyte")
+
+
+def broken(tmp_path: Path, name: str, gz: bool, data: bytes) -> tuple[Path, Path]:
+    """A fresh folder whose file `name` holds `data`; (folder, that file)."""
+    folder = write_idx(tmp_path / f"d{gz:d}", gz)
+    path = folder / (name + (".gz" if gz else ""))
+    write_file(path, data)
+    return folder, path
+
+
+labels10 = np.arange(N_TRAIN) % 10
+GOOD_IMAGES = idx_bytes(images_for(labels10), 0x803)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+@pytest.mark.parametrize("name, data, fragments", [
+    ("train-images-idx3-ubyte", GOOD_IMAGES[:-100], ["truncated", "31360", "31260"]),
+    ("t10k-labels-idx1-ubyte", b"\x00\x00", ["truncated", "header"]),
+    ("train-images-idx3-ubyte", idx_bytes(images_for(labels10), 0x801), ["0x00000801", "0x00000803"]),
+    ("train-labels-idx1-ubyte", idx_bytes(labels10, 0x803), ["0x00000803", "0x00000801"]),
+    ("train-labels-idx1-ubyte", idx_bytes(labels10[:-1], 0x801), ["39 labels", "40 images"]),
+    ("t10k-images-idx3-ubyte", idx_bytes(images_for(np.arange(N_TEST) % 10, 27), 0x803), ["27x27", "28x28"]),
+    ("t10k-labels-idx1-ubyte", idx_bytes(np.arange(N_TEST) % 11, 0x801), ["0-10", "0-9"]),
+])
+def test_bad_file_names_it(tmp_path, gz, name, data, fragments):
+    folder, path = broken(tmp_path, name, gz, data)
+    one_line_error(lambda: load_data("fashion-mnist", data_dir=str(folder)), path, *fragments)
+
+
+def test_truncated_gzip_stream_names_the_file(tmp_path):
+    folder = write_idx(tmp_path / "d", gz=True)
+    path = folder / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-20])
+    one_line_error(lambda: load_data("fashion-mnist", data_dir=str(folder)), path, "truncated")
