@@ -204,3 +204,13 @@ def assert_one_line_error(result, *fragments: str) -> None:
     assert len(message.splitlines()) == 1, message
     for fragment in fragments:
         assert fragment in message, message
+
+
+def assert_ends_in_error_line(result, *fragments: str) -> None:
+    """A CLI run that printed its progress, then failed with one last line naming every fragment."""
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: "), result.output
+    for fragment in fragments:
+        assert fragment in last, result.output

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
@@ -12,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .config import TrainConfig
+from .errors import LcpTuneError
 from .store.files import atomic_path
 
 
@@ -186,9 +188,15 @@ def _load_fit_state(path: Optional[Path], model, optimizer, train: DataLoader):
     """(first epoch to run, best val loss, best weights) from a fine-tune checkpoint, if any."""
     if path is None or not Path(path).is_file():
         return 0, math.inf, None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if "generator" in state and getattr(train, "generator", None) is not None:
-        train.generator.set_state(state["generator"])
-    return int(state["epoch"]), float(state["best_loss"]), (state["best"] or None)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if "generator" in state and getattr(train, "generator", None) is not None:
+            train.generator.set_state(state["generator"])
+        return int(state["epoch"]), float(state["best_loss"]), (state["best"] or None)
+    except Exception as exc:   # never unpickled beyond tensors; any other damage says the same
+        why = ("it holds pickled Python objects besides tensors, which lcp-tune never loads"
+               if isinstance(exc, pickle.UnpicklingError) else type(exc).__name__)
+        raise LcpTuneError(f"fine-tune checkpoint {path} is not one lcp-tune wrote for this model ({why}); "
+                           f"delete it to fine-tune from the start") from None

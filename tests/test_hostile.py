@@ -11,6 +11,7 @@ import pytest
 
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.searchers import SearchSpace, make_searcher
+from lcp_tune.store.signing import SNAPSHOT
 
 
 class Payload:
@@ -171,17 +172,39 @@ def test_config_and_compensation_naming_a_factory_run_nothing(finished_search, t
 @pytest.mark.slow
 def test_payload_in_tune_pickles_never_runs_and_an_edited_state_resumes_from_its_signed_copy(
         finished_search, tmp_path):
-    """tuner.pkl and the searcher's state replaced by payloads: the signed copies are restored
-    instead, the search resumes and finishes, and the marker never appears."""
+    """Every pickle Ray Tune wrote (tuner.pkl, the searcher's state, each trial's params.pkl)
+    replaced by a payload: the signed copies are restored instead, the search resumes and
+    finishes, and the marker never appears."""
     folder = unfinished_copy(finished_search, tmp_path)
     marker = tmp_path / "marker"
-    for pattern in ("tuner.pkl", "searcher-state-*.pkl"):
-        for path in (folder / "search").glob(pattern):
-            path.write_bytes(payload_bytes(marker))
+    pickles = [p for p in (folder / "search").rglob("*") if p.is_file() and SNAPSHOT not in p.parts
+               and p.read_bytes()[:1] == b"\x80"]
+    names = {p.name for p in pickles}
+    assert {"tuner.pkl", "params.pkl"} <= names and any(n.startswith("searcher-state") for n in names)
+    for path in pickles:
+        path.write_bytes(payload_bytes(marker))
     from lcp_tune.run.search import RunOptions, resume_search_experiment
 
     report = resume_search_experiment(folder, lambda line: None, RunOptions())
     assert report["num_trials"] == 3 and not marker.exists()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_payload_in_a_finetune_checkpoint_is_refused_in_one_line(finished_search, tmp_path):
+    from click.testing import CliRunner
+
+    from lcp_tune.cli import main
+    from lcp_tune.testing import assert_ends_in_error_line
+
+    folder = unfinished_copy(finished_search, tmp_path)
+    marker = tmp_path / "marker"
+    saved = sorted((folder / "finetune").glob("*.pt"))
+    assert saved
+    saved[0].write_bytes(payload_bytes(marker))
+    result = CliRunner().invoke(main, ["search", "--resume", str(folder)])
+    assert_ends_in_error_line(result, saved[0].name, "pickled Python objects", "delete it")
+    assert not marker.exists() and not (folder / "report.json").exists()
 
 
 @pytest.mark.ray
