@@ -158,7 +158,7 @@ def test_a_signal_during_finetune_resumes_from_its_last_epoch(tmp_path, local_ra
     assert proc.returncode == status, output
     if signum != signal.SIGKILL:
         assert f"interrupted by {signal.Signals(signum).name}" in output.strip().splitlines()[-1], output
-    for final in ("report.json", "analysis.md", "pruned"):
+    for final in ("report.json", "compensation.json", "analysis.md", "pruned"):
         assert not (exp / final).exists(), final
     trials = {p.name: p.stat().st_mtime_ns for p in (exp / "trial_cache").glob("*.json")}
     assert len(trials) == 2

@@ -150,7 +150,6 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
         chosen = outcome.best_vector
     else:
         chosen = warm[config.method]
-    write_compensation(exp.compensation_path, pruner, chosen, config, file_hash(exp.base_path))
     recovery = _recover(config, pruner, data, {config.method: chosen, **warm})
     names = [config.method] + (["global", "uniform"] if config.method == "lcp" and config.baselines else [])
     log(f"fine-tuning {', '.join(LABELS[n] for n in names)} ({config.finetune.epochs} epochs each)")
@@ -169,6 +168,7 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
         methods[config.method]["search_objective"] = outcome.best_objective
     report = build_report(config, base_test.accuracy, methods, outcome, recovery)
     # the final artefacts only once every fine-tune has finished: an interruption leaves none
+    write_compensation(exp.compensation_path, pruner, chosen, config, file_hash(exp.base_path))
     save_pruned(exp.pruned_dir, *final, config.arch, data.num_classes, data.input_shape)
     write_json(exp.report_path, report)
     log(format_report(report))
