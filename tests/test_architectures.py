@@ -14,7 +14,7 @@ from lcp_tune import load_pruned
 from lcp_tune.models import build_model, default_input_shape, list_archs
 from lcp_tune.store.pruned_io import save_pruned
 from lcp_tune.pruning import Pruner, PruningCheckError, measure_cost
-from lcp_tune.pruning.planner import group_steps, keep_counts, min_keep
+from lcp_tune.pruning.planner import group_steps, keep_counts, min_keep, plan_keep
 
 TWINS = [a for a in list_archs() if a.endswith("_tiny")]
 BUDGETS = [0.7, 0.4, 0.2]
@@ -75,24 +75,34 @@ def test_prediction_equals_independent_counts(arch):
 
 
 @pytest.mark.parametrize("arch", TWINS)
-def test_budget_filled_to_within_one_ranked_channel(arch):
-    """Cost <= budget, and keeping the next channel of the ranking would break the budget."""
+def test_threshold_then_fill_spends_the_budget(arch):
+    """Without fill the plan is the papers' greedy: a prefix of the global ranking whose next
+    channel breaks the budget. With fill (the default) it keeps that prefix and more, still fits,
+    and no group's next channel step fits what is left."""
     pruner = pruner_for(arch)
+    sizes = pruner.structure.group_sizes
+    steps = group_steps(pruner.structure, 1)
+    floor = min_keep(sizes, 0.1, steps)
     for resource in ("flops", "params"):
-        plan = pruner.plan(random_vector(pruner, 7), 0.4, resource)
-        limit = 0.4 * pruner.cost.base[resource]
-        assert pruner.cost.cost(plan.keep_counts, resource) <= limit
         scores = pruner.scores(random_vector(pruner, 7))
+        limit = 0.4 * pruner.cost.base[resource]
+        greedy = plan_keep(scores, pruner.cost, 0.4, resource, fill=False)
         order = np.argsort(-np.concatenate(scores), kind="stable")
-        ranked = np.repeat(np.arange(len(scores)), pruner.structure.group_sizes)[order]
-        steps = group_steps(pruner.structure, 1)
-        floor = min_keep(pruner.structure.group_sizes, 0.1, steps)
+        ranked = np.repeat(np.arange(len(scores)), sizes)[order]
         j = next(j for j in range(len(ranked) + 1)
-                 if np.array_equal(keep_counts(ranked, j, floor, pruner.structure.group_sizes, steps),
-                                   plan.keep_counts))
-        grown = [keep_counts(ranked, k, floor, pruner.structure.group_sizes, steps) for k in range(j + 1, len(ranked) + 1)]
-        bigger = next((k for k in grown if not np.array_equal(k, plan.keep_counts)), None)
+                 if np.array_equal(keep_counts(ranked, j, floor, sizes, steps), greedy.keep_counts))
+        grown = [keep_counts(ranked, k, floor, sizes, steps) for k in range(j + 1, len(ranked) + 1)]
+        bigger = next((k for k in grown if not np.array_equal(k, greedy.keep_counts)), None)
         assert bigger is None or pruner.cost.cost(bigger, resource) > limit
+
+        filled = pruner.plan(random_vector(pruner, 7), 0.4, resource)
+        keep = filled.keep_counts
+        assert np.all(keep >= greedy.keep_counts)
+        assert pruner.cost.cost(keep, resource) <= limit
+        for g in np.flatnonzero(keep < sizes):
+            more = keep.copy()
+            more[g] += steps[g]
+            assert pruner.cost.cost(np.minimum(more, sizes), resource) > limit, (resource, g)
 
 
 @pytest.mark.parametrize("arch", TWINS)
@@ -111,7 +121,8 @@ def test_pruned_twin_keeps_output_shape_and_trains(arch):
 
 @pytest.mark.parametrize("arch", TWINS)
 def test_identity_is_plain_global_ranking(arch):
-    """The planner's binary search equals the papers' greedy: drop the lowest channel, re-measure."""
+    """The planner's binary search (before the fill) equals the papers' greedy: drop the lowest
+    channel, re-measure."""
     pruner = pruner_for(arch)
     sizes = pruner.structure.group_sizes
     steps = group_steps(pruner.structure, 1)
@@ -122,11 +133,13 @@ def test_identity_is_plain_global_ranking(arch):
     limit = 0.4 * pruner.cost.base["flops"]
     while pruner.cost.flops(keep_counts(ranked, alive, floor, sizes, steps)) > limit:
         alive -= 1
-    plan = pruner.plan(pruner.identity(), 0.4)
+    plan = plan_keep(pruner.scores(pruner.identity()), pruner.cost, 0.4, fill=False)
     assert plan.keep_counts.tolist() == keep_counts(ranked, alive, floor, sizes, steps).tolist()
-    for group, metric, kept in zip(pruner.structure.groups, pruner.metrics, plan.kept):
-        if group.partitions == 1:
-            assert list(kept) == sorted(np.argsort(-metric, kind="stable")[:len(kept)].tolist())
+    filled = pruner.plan(pruner.identity(), 0.4)   # the fill keeps more, each group its top channels
+    for chosen in (plan, filled):
+        for group, metric, kept in zip(pruner.structure.groups, pruner.metrics, chosen.kept):
+            if group.partitions == 1:
+                assert list(kept) == sorted(np.argsort(-metric, kind="stable")[:len(kept)].tolist())
 
 
 @pytest.mark.parametrize("arch", TWINS)

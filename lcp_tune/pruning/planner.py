@@ -93,9 +93,12 @@ def _check(key: str, value, name: str) -> None:
 
 
 def plan_keep(scores: list[np.ndarray], cost: CostModel, budget: float, resource: str = "flops",
-              safeguard: float = 0.1, round_to: int = 1) -> Plan:
+              safeguard: float = 0.1, round_to: int = 1, fill: bool = True) -> Plan:
     """Keep the globally top-scored channels until `budget` x base cost is reached.
 
+    The papers stop at the first channel that does not fit, which can leave a tenth of the
+    budget unspent; with `fill` (the default) the next-ranked channels that still fit are kept
+    too (`fill_budget`), so every candidate and method is compared at (nearly) the same cost.
     Raises UnreachableBudgetError naming the smallest reachable fraction when even the
     safeguard's minimum widths cost more than the budget.
     """
@@ -115,7 +118,41 @@ def plan_keep(scores: list[np.ndarray], cost: CostModel, budget: float, resource
     ranked_groups = np.repeat(np.arange(len(scores)), sizes)[order]
     j = largest_fitting_prefix(ranked_groups, cost, floor, steps, limit, resource)
     keep = keep_counts(ranked_groups, j, floor, sizes, steps)
+    if fill:
+        keep = fill_budget(keep, ranked_groups, cost, steps, limit, resource)
     return make_plan(scores, keep, cost, budget, resource)
+
+
+def fill_budget(keep: np.ndarray, ranked_groups: np.ndarray, cost: CostModel, steps: np.ndarray,
+                limit: float, resource: str) -> np.ndarray:
+    """Spend what the threshold left: keep each group's next channel, in global rank order,
+    while it fits; a group whose next step does not fit is closed for good.
+
+    Closing is exact because cost only grows with every keep count, so a step that does not fit
+    now never fits later. Only keep counts matter (make_plan keeps each group's top-scored
+    channels), so the candidates are one per group: its next unkept channel, whose rank decides
+    the order. Cost: one evaluation per kept step or closed group, no pass over all channels.
+    """
+    import heapq
+
+    sizes = cost.structure.group_sizes
+    keep = keep.copy()
+    # positions (global ranks) of every group's channels, best first within the group
+    by_group = np.argsort(ranked_groups, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    heads = [(int(by_group[starts[g] + keep[g]]), g) for g in range(len(sizes)) if keep[g] < sizes[g]]
+    heapq.heapify(heads)
+    while heads:
+        _, g = heapq.heappop(heads)
+        trial = keep.copy()
+        trial[g] = min(sizes[g], (keep[g] // steps[g] + 1) * steps[g])
+        new = float(cost.cost(trial, resource))
+        if new > limit:
+            continue   # closed: this group's next step never fits again
+        keep = trial
+        if keep[g] < sizes[g]:
+            heapq.heappush(heads, (int(by_group[starts[g] + keep[g]]), g))
+    return keep
 
 
 def keep_counts(ranked_groups: np.ndarray, j: int, floor: np.ndarray, sizes: np.ndarray,

@@ -4,6 +4,15 @@ from __future__ import annotations
 from lcp_tune.config import ExperimentConfig
 
 LABELS = {"lcp": "learned (LCP)", "random": "random search", "global": "global ranking", "uniform": "uniform"}
+BUDGET_SLACK = 0.005   # a method further under its budget than this is named in the report
+
+
+def under_budget(methods: dict, budget: float, resource: str) -> dict[str, float]:
+    """Methods whose pruned network costs less than budget - 0.005 of the base: the planner fills
+    the budget, so only the channel granularity (a layer's next step costing more than what is
+    left) can cause it, and the comparison is then at unequal cost."""
+    return {name: m[f"{resource}_ratio"] for name, m in methods.items()
+            if m[f"{resource}_ratio"] < budget - BUDGET_SLACK}
 
 
 def build_report(config: ExperimentConfig, base_acc: float, methods: dict, outcome, recovery: dict) -> dict:
@@ -22,6 +31,7 @@ def build_report(config: ExperimentConfig, base_acc: float, methods: dict, outco
         "search_wall_time_s": outcome.wall_time_s if outcome else 0.0,
         "searcher": config.search.searcher if config.method == "lcp" else ("random" if outcome else None),
         "methods": methods,
+        "under_budget": under_budget(methods, config.prune.budget, config.prune.resource),
     }
 
 
@@ -46,4 +56,7 @@ def format_report(report: dict) -> str:
                      f"{(f'{rec * 100:.2f}%' if rec is not None else '-'):>16}")
     lines.append("(search obj: validation loss after the short recovery, lower is better; after recovery: "
                  "test accuracy before the full fine-tune)")
+    for name, ratio in (report.get("under_budget") or {}).items():
+        lines.append(f"note: {LABELS.get(name, name)} lands at {ratio:.3f} of the base {report['resource']} for a "
+                     f"{report['budget']:g} budget: no layer's next channel step fits what is left (channel granularity)")
     return "\n".join(lines)
