@@ -37,17 +37,24 @@ def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConf
     digest = hashlib.sha256(json.dumps([plan.group_names, plan.keep_counts.tolist(), dataclasses.asdict(
         config.finetune)]).encode()).hexdigest()[:12]
     checkpoint = checkpoint_dir / f"{label}-{digest}.pt" if checkpoint_dir is not None else None
+    test = finetune_model(model, config, data, log, label, checkpoint)
+    return model, {"test_acc": test.accuracy, "test_top5": test.top5, "test_loss": test.loss,
+                   "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio, "flops": plan.flops,
+                   "params": plan.params, "keep": dict(zip(plan.group_names, plan.keep_counts.tolist())),
+                   "plan": plan}
+
+
+def finetune_model(model: torch.nn.Module, config: ExperimentConfig, data: DataSplits,
+                   log: Optional[Log] = None, label: str = "", checkpoint: Optional[Path] = None) -> EvalResult:
+    """The one full fine-tune every pruned model gets (ours or a peer's, so they compare):
+    BN recalibration, `config.finetune` with the best epoch on validation, then test once."""
     torch.manual_seed(config.seed)
     ft = config.finetune
     train = data.loader("train", ft.batch_size, shuffle=True, seed=config.seed)
     recalibrate_bn(model, train, config.search.bn_batches)   # same start as the search's trials
     fit(model, train, ft, val=data.loader("val", 256), progress=_epoch_logger(log, label, ft.epochs),
         checkpoint=checkpoint)
-    test = test_accuracy(model, data)
-    return model, {"test_acc": test.accuracy, "test_top5": test.top5, "test_loss": test.loss,
-                   "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio, "flops": plan.flops,
-                   "params": plan.params, "keep": dict(zip(plan.group_names, plan.keep_counts.tolist())),
-                   "plan": plan}
+    return test_accuracy(model, data)
 
 
 def _epoch_logger(log: Optional[Log], label: str, epochs: int):
