@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--trials", type=int, default=32)
     parser.add_argument("--searcher", default="tpe")
-    parser.add_argument("--units", nargs="+", default=UNITS, choices=UNITS)
+    parser.add_argument("--units", nargs="+", choices=UNITS)
     parser.add_argument("--val-fraction", type=float)
     parser.add_argument("--subset", type=float, help="share of the training images used (test: all of them)")
     parser.add_argument("--tau-hat", type=int)
@@ -191,10 +191,10 @@ def main() -> None:
                         help="1 budget, 1 seed, 4 trials, a tiny net; units lcp, eagleeye and tp-global")
     args = parser.parse_args()
     if args.data == "fashion-mnist":   # the headline settings (BENCHMARKS.md says why)
-        defaults = {"budgets": [0.5, 0.3, 0.15], "subset": 0.25, "val_fraction": 0.05, "base_epochs": 15,
-                    "finetune_epochs": 5}
+        defaults = {"budgets": [0.5, 0.3, 0.15], "subset": 0.25, "val_fraction": 0.05,
+                    "units": [u for u in UNITS if u != "random"]}
     else:
-        defaults = {"budgets": [0.3, 0.15, 0.07]}
+        defaults = {"budgets": [0.3, 0.15, 0.07], "units": UNITS}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
