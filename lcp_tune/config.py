@@ -104,6 +104,8 @@ def recipe_changes(name: str) -> dict[str, Any]:
 @dataclass(frozen=True)
 class SearchConfig:
     space: str = setting("lcp", "Search-space preset (lcp, legr) or a path to a .yaml file.")  # the preset the search-space fields came from (search_spaces/)
+    center: str = setting("global", "Centre of the search box: global (shifts from plain global ranking, "
+                          "the papers') or uniform (shifts from uniform pruning).")
     searcher: str = setting("tpe", "Searcher that proposes compensations (see `lcp-tune list`).")
     scheduler: str = setting("fifo", "Trial scheduler: fifo, or asha to stop poor candidates early.")  # "asha" stops poor candidates after their first reports
     num_samples: int = setting(32, "Search trials, the two warm starts included.")  # trials, the two warm starts (identity, uniform) included

@@ -74,3 +74,25 @@ def test_experiment_folder_of_another_run_is_refused(tmp_path, local_ray):
     open_experiment(tmp_path / "exp", tiny_config())
     with pytest.raises(LcpTuneError, match="belongs to another run"):
         open_experiment(tmp_path / "exp", tiny_config(**{"prune.budget": 0.3}))
+
+
+def test_search_centred_on_uniform_pruning(tmp_path, local_ray):
+    """--center uniform: the searched values are shifts from uniform pruning (its warm start is
+    all zeros in trials.parquet), while compensation.json holds the whole compensation."""
+    import numpy as np
+
+    exp = tmp_path / "exp"
+    report = run_search_experiment(tiny_config(**{"search.center": "uniform"}), exp, log=lambda s: None)
+    trials = pd.read_parquet(exp / "trials.parquet").sort_values("trial_number")
+    keys = [c for c in trials.columns if c.startswith("beta:")]
+    assert list(trials["warm_start"][:2]) == ["identity", "uniform"]
+    assert (trials[keys].iloc[1].abs() < 1e-12).all()          # uniform = the origin of the box
+    assert not (trials[keys].iloc[0].abs() < 1e-12).all()      # global ranking = minus the centre
+    lcp, uniform = report["methods"]["lcp"], report["methods"]["uniform"]
+    assert lcp["search_objective"] <= uniform["search_objective"] + 1e-6   # trial vs driver threads
+    centre = -trials[keys].iloc[0].to_numpy(dtype=float)      # identity is all zeros
+    best = trials.loc[trials["val_loss"].idxmin()]
+    saved = json.loads((exp / "compensation.json").read_text())["values"]
+    assert np.allclose([saved[k.removeprefix("beta:")] if k not in saved else saved[k] for k in keys],
+                       best[keys].to_numpy(dtype=float) + centre)   # the whole compensation, not the shift
+    assert abs(lcp["flops_ratio"] - 0.4) <= 0.005

@@ -111,6 +111,11 @@ def _methods() -> list[str]:
     return list(METHODS)
 
 
+def _centers() -> list[str]:
+    from lcp_tune.searchers.space import CENTERS
+    return list(CENTERS)
+
+
 def _recipes() -> list[str]:
     from lcp_tune.config import RECIPES
     return sorted(RECIPES)
@@ -127,6 +132,7 @@ CHOICES: dict[str, click.ParamType] = {
     "search.space": RegistryChoice(_presets, lambda v: v.endswith((".yaml", ".yml")), "NAME|PATH.yaml",
                                    "search-space preset"),
     "method": RegistryChoice(_methods),
+    "search.center": RegistryChoice(_centers),
     "recipe": RegistryChoice(_recipes),
 }
 RECIPE_DEFAULTS = {"finetune.epochs", "base_train.epochs", "recipe"}   # shown as "the recipe's"

@@ -11,7 +11,7 @@ from lcp_tune.errors import LcpTuneError
 from .options import Command, config_options, fail, given, path_option
 
 SEARCH_KEYS = ("arch", "data", "data_dir", "val_fraction", "subset", "image_size", "workers", "prune.budget",
-               "method", "search.space", "search.num_samples", "search.tau_hat", "search.searcher",
+               "method", "search.space", "search.center", "search.num_samples", "search.tau_hat", "search.searcher",
                "search.scheduler", "prune.metric", "prune.form", "prune.safeguard", "seed", "checkpoint",
                "recipe", "finetune.epochs", "search.cpus_per_trial", "search.gpus_per_trial",
                "search.max_concurrent")

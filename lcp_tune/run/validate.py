@@ -11,6 +11,7 @@ from lcp_tune.pruning import COMPENSATIONS, METRICS
 from lcp_tune.pruning.resources import RESOURCES
 from lcp_tune.rules import RULES, check_path_setting, check_value
 from lcp_tune.searchers import SEARCHERS
+from lcp_tune.searchers.space import CENTERS
 from lcp_tune.tune.schedulers import SCHEDULERS
 
 METHODS = ("lcp", "random", "global", "uniform")
@@ -24,6 +25,11 @@ def check_method(method: str) -> None:
 def check_resource(resource: str) -> None:
     if resource not in RESOURCES:
         raise LcpTuneError(f"unknown resource {resource!r}: must be one of {', '.join(RESOURCES)}")
+
+
+def check_center(center: str) -> None:
+    if center not in CENTERS:
+        raise LcpTuneError(f"unknown search centre {center!r}: must be one of {', '.join(CENTERS)}")
 
 
 def check_recipe(recipe: str) -> None:
@@ -40,6 +46,7 @@ def validate_config(config: ExperimentConfig) -> None:
     SEARCHERS.get(config.search.searcher)
     SCHEDULERS.get(config.search.scheduler)
     check_method(config.method)
+    check_center(config.search.center)
     check_resource(config.prune.resource)
     check_recipe(config.recipe)
     check_path_setting("--checkpoint", config.checkpoint)

@@ -40,6 +40,7 @@ class TrialContext:
     # data factories given as Python functions (not importable by name): shipped by value
     data_factories: dict[str, Callable[..., Any]] = field(default_factory=dict)
     trusted: tuple[str, ...] = ()   # module:factory names the user gave: the worker may import them
+    center: tuple[float, ...] = ()  # the search box's origin (SearchSpace.center)
 
 
 def lcp_trial(config: dict, context: TrialContext, base_state: dict) -> None:
@@ -49,6 +50,8 @@ def lcp_trial(config: dict, context: TrialContext, base_state: dict) -> None:
 
     torch.set_num_threads(max(1, context.config.search.cpus_per_trial))
     vector = np.array([config[k] for k in context.keys], dtype=float)
+    if context.center:
+        vector += np.asarray(context.center)
     cache = TrialCache(context.cache_dir, context.key)
     recorded = cache.get(vector)
     tag = next((name for name, point in context.warm_starts if np.allclose(point, vector)), "")
@@ -117,7 +120,7 @@ def build_trainable(config: ExperimentConfig, space: SearchSpace, base_state: di
 
     warm = tuple((name, tuple(space.vector(point))) for name, point in zip(warm_names, space.warm_starts))
     context = TrialContext(config, space.keys, run_key, str(cache_dir), warm, dict(data_factories or {}),
-                           trusted())
+                           trusted(), space.center)
     resources = {"cpu": config.search.cpus_per_trial}
     if config.search.gpus_per_trial:
         resources["gpu"] = config.search.gpus_per_trial
