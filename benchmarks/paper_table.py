@@ -57,6 +57,8 @@ def settings(args: argparse.Namespace, budget: float, seed: int, unit: str):
                "val_fraction": args.val_fraction, "subset": args.subset, "search.tau_hat": args.tau_hat,
                "finetune.epochs": args.finetune_epochs, "base_train.epochs": args.base_epochs}
     changes.update(UNIT_SETTINGS[unit])
+    if unit in ("lcp", "random"):   # the probed variants of the learned compensation (and its control)
+        changes.update(args.set)
     return resolve_config(changes)
 
 
@@ -170,6 +172,16 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _setting(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE parsed as YAML (numbers, true/false, strings)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--set {text}: expected KEY=VALUE")
+    return key, yaml.safe_load(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="resnet20")
@@ -186,10 +198,13 @@ def main() -> None:
     parser.add_argument("--tau-hat", type=int)
     parser.add_argument("--finetune-epochs", type=int)
     parser.add_argument("--base-epochs", type=int)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_setting,
+                        help="a config setting for the lcp and random units, e.g. search.center=uniform")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--smoke", action="store_true",
                         help="1 budget, 1 seed, 4 trials, a tiny net; units lcp, eagleeye and tp-global")
     args = parser.parse_args()
+    args.set = dict(args.set)
     if args.data == "fashion-mnist":   # the headline settings (BENCHMARKS.md says why)
         defaults = {"budgets": [0.5, 0.3, 0.15], "subset": 0.25, "val_fraction": 0.05,
                     "units": [u for u in UNITS if u != "random"]}
