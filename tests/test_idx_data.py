@@ -211,3 +211,23 @@ def test_truncated_gzip_stream_names_the_file(tmp_path):
     path = folder / "t10k-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes()[:-20])
     one_line_error(lambda: load_data("fashion-mnist", data_dir=str(folder)), path, "truncated")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_search_on_fashion_mnist_files_reports_every_test_image(tmp_path, local_ray):
+    """`lcp-tune search --data fashion-mnist` end to end on tiny files in torchvision's layout:
+    the mnist recipe, a search, the fine-tunes and a report on all the official test images."""
+    import json
+
+    root = tmp_path / "data"
+    write_idx(root / "FashionMNIST" / "raw", gz=True, n_train=200, n_test=50)
+    exp = tmp_path / "exp"
+    result = CliRunner().invoke(main, ["search", "--data", "fashion-mnist", "--data-dir", str(root), "--arch",
+                                       "resnet20_tiny", "--num-samples", "2", "--tau-hat", "4", "--budget", "0.4",
+                                       "--finetune-epochs", "1", "--quiet", "--out", str(exp)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((exp / "report.json").read_text())
+    assert report["data"] == "fashion-mnist" and report["recipe"] == "mnist" and report["test_images"] == 50
+    assert "on 50 test images" in result.output
+    assert all(abs(m["flops_ratio"] - 0.4) <= 0.005 for m in report["methods"].values())

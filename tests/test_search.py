@@ -32,6 +32,8 @@ def test_four_trial_search_writes_experiment_and_report(tmp_path, local_ray):
     assert (exp / "search").is_dir()
     saved = json.loads((exp / "report.json").read_text())
     assert saved["num_trials"] == 4 and saved["failed_trials"] == 0
+    from lcp_tune.data import load_data
+    assert saved["test_images"] == len(load_data("digits").test)
     for method in ("lcp", "global", "uniform"):
         m = saved["methods"][method]
         assert 0.0 <= m["test_acc"] <= 1.0

@@ -15,10 +15,11 @@ def under_budget(methods: dict, budget: float, resource: str) -> dict[str, float
             if m[f"{resource}_ratio"] < budget - BUDGET_SLACK}
 
 
-def build_report(config: ExperimentConfig, base_acc: float, methods: dict, outcome, recovery: dict) -> dict:
+def build_report(config: ExperimentConfig, base_acc: float, methods: dict, outcome, recovery: dict,
+                 test_images: int = 0) -> dict:
     """report.json: the chosen method's numbers at the top, every method under "methods"."""
     chosen = methods[config.method]
-    return {
+    return {"test_images": test_images,
         "arch": config.arch, "data": config.data, "budget": config.prune.budget,
         "resource": config.prune.resource, "method": config.method, "base_test_acc": base_acc,
         "recipe": config.recipe, "pruned_test_acc": chosen["test_acc"], "gap": chosen["gap"],
@@ -43,7 +44,8 @@ def format_report(report: dict) -> str:
         "",
         f"lcp-tune report: {report['arch']} on {report['data']}, budget {report['budget']:g} of base "
         f"{report['resource']}, method {report.get('method', 'lcp')}",
-        f"base test accuracy {report['base_test_acc'] * 100:.2f}%   {search}",
+        f"base test accuracy {report['base_test_acc'] * 100:.2f}% on {report.get('test_images', 0)} test images   "
+        f"{search}",
         "",
         f"{'method':<18}{'test acc':>10}{'gap':>9}{'FLOPs':>8}{'params':>8}{'search obj':>12}{'after recovery':>16}",
     ]

@@ -166,7 +166,7 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
         methods[name] = result
     if outcome is not None:   # the search's own number for its best trial
         methods[config.method]["search_objective"] = outcome.best_objective
-    report = build_report(config, base_test.accuracy, methods, outcome, recovery)
+    report = build_report(config, base_test.accuracy, methods, outcome, recovery, len(data.test))
     # the final artefacts only once every fine-tune has finished: an interruption leaves none
     write_compensation(exp.compensation_path, pruner, chosen, config, file_hash(exp.base_path))
     save_pruned(exp.pruned_dir, *final, config.arch, data.num_classes, data.input_shape)
