@@ -35,19 +35,37 @@ def wait_for(predicate, timeout: float, proc=None) -> None:
         time.sleep(0.5)
 
 
-def test_sigkill_then_resume_keeps_finished_trials(tmp_path, local_ray):
+def stop_when(command: list[str], ready, signum: int, timeout: float = 300) -> tuple[int, str]:
+    """Run `command` in its own session; once `ready()`, send `signum` (SIGKILL: to the whole
+    group, no clean-up; else to the driver only, as a terminal's Ctrl-C or a scheduler would)."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=dict(os.environ), text=True)
+    try:
+        wait_for(ready, timeout, proc)
+        if signum == signal.SIGKILL:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            os.kill(proc.pid, signum)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, output
+
+
+def trained_base(tmp_path) -> str:
     checkpoint = tmp_path / "base.pt"
     result = CliRunner().invoke(main, ["train", "--arch", "resnet20_tiny", "--epochs", "2", "--out", str(checkpoint)])
     assert result.exit_code == 0, result.output
+    return str(checkpoint)
+
+
+def test_sigkill_then_resume_keeps_finished_trials(tmp_path, local_ray):
     exp = tmp_path / "exp"
     cache = exp / "trial_cache"
-    proc = subprocess.Popen(search_command(exp, checkpoint), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True, env=dict(os.environ))
-    try:
-        wait_for(lambda: cache.is_dir() and len(list(cache.glob("*.json"))) >= 3, 240, proc)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)   # the driver and everything it started, no clean-up
-        proc.wait()
+    stop_when(search_command(exp, trained_base(tmp_path)),
+              lambda: cache.is_dir() and len(list(cache.glob("*.json"))) >= 3, signal.SIGKILL, 240)
     finished = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")}
     assert 3 <= len(finished) < SAMPLES
     assert not (exp / "report.json").exists()
@@ -93,22 +111,11 @@ def test_resume_refuses_another_runs_settings(tmp_path):
 def test_a_signal_is_an_interruption_never_a_finished_run(tmp_path, local_ray, signum, status):
     """Ctrl-C or SIGTERM mid-search: one line, exit 130 / 143, no final artefact, and --resume
     continues with every finished trial kept."""
-    checkpoint = tmp_path / "base.pt"
-    result = CliRunner().invoke(main, ["train", "--arch", "resnet20_tiny", "--epochs", "2", "--out", str(checkpoint)])
-    assert result.exit_code == 0, result.output
     exp = tmp_path / "exp"
     cache = exp / "trial_cache"
-    proc = subprocess.Popen(search_command(exp, checkpoint), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, env=dict(os.environ), text=True)
-    try:
-        wait_for(lambda: cache.is_dir() and len(list(cache.glob("*.json"))) >= 2, 240, proc)
-        os.kill(proc.pid, signum)            # the driver only, as a terminal's Ctrl-C or a scheduler would
-        output, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == status, output
+    returncode, output = stop_when(search_command(exp, trained_base(tmp_path)),
+                                   lambda: cache.is_dir() and len(list(cache.glob("*.json"))) >= 2, signum, 240)
+    assert returncode == status, output
     last = output.strip().splitlines()[-1]
     assert f"interrupted by {signal.Signals(signum).name}" in last and "--resume" in last, output
     for final in ("report.json", "compensation.json", "pruned", "analysis.md"):
@@ -134,28 +141,14 @@ def _checkpoint_epoch(path) -> int:
 def test_a_signal_during_finetune_resumes_from_its_last_epoch(tmp_path, local_ray, signum, status, method):
     """Stopped while a method is being fine-tuned: no final artefact; --resume redoes no trial,
     keeps the finished fine-tunes and continues the interrupted one from its last saved epoch."""
-    checkpoint = tmp_path / "base.pt"
-    result = CliRunner().invoke(main, ["train", "--arch", "resnet20_tiny", "--epochs", "2", "--out", str(checkpoint)])
-    assert result.exit_code == 0, result.output
     exp, epochs = tmp_path / "exp", 12
     command = [sys.executable, "-m", "lcp_tune.cli", "search", "--arch", "resnet20_tiny", "--checkpoint",
-               str(checkpoint), "--num-samples", "2", "--tau-hat", "4", "--finetune-epochs", str(epochs),
+               trained_base(tmp_path), "--num-samples", "2", "--tau-hat", "4", "--finetune-epochs", str(epochs),
                "--budget", "0.4", "--out", str(exp)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                            env=dict(os.environ), text=True)
     saved = lambda: list((exp / "finetune").glob(f"{method}-*.pt"))  # noqa: E731
-    try:
-        wait_for(lambda: saved() and 1 <= _checkpoint_epoch(saved()[0]) < epochs - 2, 300, proc)
-        if signum == signal.SIGKILL:
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            os.kill(proc.pid, signum)
-        output, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == status, output
+    returncode, output = stop_when(command, lambda: saved() and 1 <= _checkpoint_epoch(saved()[0]) < epochs - 2,
+                                   signum)
+    assert returncode == status, output
     if signum != signal.SIGKILL:
         assert f"interrupted by {signal.Signals(signum).name}" in output.strip().splitlines()[-1], output
     for final in ("report.json", "compensation.json", "analysis.md", "pruned"):
