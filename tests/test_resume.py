@@ -141,13 +141,13 @@ def _checkpoint_epoch(path) -> int:
 def test_a_signal_during_finetune_resumes_from_its_last_epoch(tmp_path, local_ray, signum, status, method):
     """Stopped while a method is being fine-tuned: no final artefact; --resume redoes no trial,
     keeps the finished fine-tunes and continues the interrupted one from its last saved epoch."""
-    exp, epochs = tmp_path / "exp", 12
+    exp, epochs = tmp_path / "exp", 8
     command = [sys.executable, "-m", "lcp_tune.cli", "search", "--arch", "resnet20_tiny", "--checkpoint",
                trained_base(tmp_path), "--num-samples", "2", "--tau-hat", "4", "--finetune-epochs", str(epochs),
                "--budget", "0.4", "--out", str(exp)]
     saved = lambda: list((exp / "finetune").glob(f"{method}-*.pt"))  # noqa: E731
     returncode, output = stop_when(command, lambda: saved() and 1 <= _checkpoint_epoch(saved()[0]) < epochs - 2,
-                                   signum)
+                                   signum, timeout=900)
     assert returncode == status, output
     if signum != signal.SIGKILL:
         assert f"interrupted by {signal.Signals(signum).name}" in output.strip().splitlines()[-1], output
