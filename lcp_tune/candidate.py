@@ -59,10 +59,12 @@ class CandidateEvaluator:
         candidates differ only by their compensation.
         """
         search = self.config.search
-        torch.manual_seed(self.config.seed)
-        self.train_loader.generator.manual_seed(self.config.seed)
         plan = self.plan(vector)
         model = self.pruner.apply(plan).to(self.device)
+        # seeded after the surgery, whose once-per-process check draws random inputs: the
+        # augmentations (drawn from torch's global generator) are then the same for every candidate
+        torch.manual_seed(self.config.seed)
+        self.train_loader.generator.manual_seed(self.config.seed)
         recalibrate_bn(model, self.train_loader, search.bn_batches)
         optimizer = sgd(model, search.lr)
         batches = cycle(self.train_loader)

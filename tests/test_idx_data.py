@@ -231,3 +231,25 @@ def test_search_on_fashion_mnist_files_reports_every_test_image(tmp_path, local_
     assert report["data"] == "fashion-mnist" and report["recipe"] == "mnist" and report["test_images"] == 50
     assert "on 50 test images" in result.output
     assert all(abs(m["flops_ratio"] - 0.4) <= 0.005 for m in report["methods"].values())
+
+
+def test_candidates_see_the_same_augmented_batches(tmp_path):
+    """Common random numbers with augmentation: the same compensation scores the same, whether it
+    is a process's first candidate (whose surgery check draws random inputs) or a later one."""
+    from lcp_tune.candidate import CandidateEvaluator, build_pruner
+    from lcp_tune.config import ExperimentConfig
+    from lcp_tune.models import build_model
+
+    folder = write_idx(tmp_path / "fm", gz=False, n_train=200, n_test=20)
+    config = ExperimentConfig().replace(**{"arch": "resnet20_tiny", "data": "fashion-mnist", "data_dir": str(folder),
+                                           "search.tau_hat": 4, "search.report_every": 4, "search.bn_batches": 2,
+                                           "search.batch_size": 16})
+    data = load_data("fashion-mnist", data_dir=str(folder))
+    torch.manual_seed(0)
+    pruner = build_pruner(config, build_model("resnet20_tiny", 10, 1), data)
+    evaluator = CandidateEvaluator(config, data=data, pruner=pruner)
+    vector = pruner.uniform(config.prune.budget)
+    first = evaluator.evaluate(vector)
+    evaluator.evaluate(pruner.identity())
+    again = evaluator.evaluate(vector)
+    assert first["val_loss"] == again["val_loss"] and first["train_loss"] == again["train_loss"]
