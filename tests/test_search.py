@@ -39,9 +39,10 @@ def test_four_trial_search_writes_experiment_and_report(tmp_path, local_ray):
         assert 0.0 <= m["test_acc"] <= 1.0
         assert m["flops_ratio"] <= 0.4 + 1e-9
         assert abs(m["gap"] - (saved["base_test_acc"] - m["test_acc"])) < 1e-9
-    # the learned candidate is never worse on the search objective than its warm starts
-    assert saved["methods"]["lcp"]["search_objective"] <= saved["methods"]["global"]["search_objective"]
-    assert saved["methods"]["lcp"]["search_objective"] <= saved["methods"]["uniform"]["search_objective"]
+    # the learned candidate is never worse on the search objective than its warm starts (up to the
+    # float noise between a one-thread trial and the driver re-scoring the warm starts)
+    assert saved["methods"]["lcp"]["search_objective"] <= saved["methods"]["global"]["search_objective"] + 1e-6
+    assert saved["methods"]["lcp"]["search_objective"] <= saved["methods"]["uniform"]["search_objective"] + 1e-6
     assert any("lcp-tune report" in line for line in lines)
     assert sum("val loss" in line for line in lines) == 4   # one progress line per trial
 
