@@ -57,21 +57,23 @@ def _mac(data: bytes, key: bytes) -> str:
 class _Folder:
     """One folder, local or at a URI, seen through pyarrow's filesystem."""
 
-    def __init__(self, location: str | Path):
+    def __init__(self, fs, root: str):
+        import pyarrow.fs
+
+        self.fs, self.root = fs, root.rstrip("/") or "/"
+        self.local = isinstance(fs, pyarrow.fs.LocalFileSystem)
+
+    @classmethod
+    def at(cls, location: str | Path) -> "_Folder":
         import pyarrow.fs
 
         location = str(location)
         if "://" in location:
-            self.fs, self.root = pyarrow.fs.FileSystem.from_uri(location)
-        else:
-            self.fs, self.root = pyarrow.fs.LocalFileSystem(), location
-        self.root = self.root.rstrip("/") or "/"
-        self.local = isinstance(self.fs, pyarrow.fs.LocalFileSystem)
+            return cls(*pyarrow.fs.FileSystem.from_uri(location))
+        return cls(pyarrow.fs.LocalFileSystem(), location)
 
     def sub(self, name: str) -> "_Folder":
-        child = object.__new__(_Folder)
-        child.fs, child.root, child.local = self.fs, f"{self.root}/{name}", self.local
-        return child
+        return _Folder(self.fs, f"{self.root}/{name}")
 
     def files(self) -> dict:
         """name -> FileInfo of the plain files directly in the folder ({} if there is none)."""
@@ -79,7 +81,7 @@ class _Folder:
 
         try:
             infos = self.fs.get_file_info(pyarrow.fs.FileSelector(self.root, allow_not_found=True))
-        except (OSError, NotADirectoryError):
+        except OSError:   # not a folder
             return {}
         return {i.base_name: i for i in infos if i.type == pyarrow.fs.FileType.File}
 
@@ -87,7 +89,7 @@ class _Folder:
         try:
             with self.fs.open_input_stream(f"{self.root}/{name}") as f:
                 return f.read()
-        except (OSError, FileNotFoundError):
+        except OSError:   # missing
             return None
 
     def write(self, name: str, data: bytes) -> None:
@@ -121,14 +123,14 @@ def _state_files(folder: _Folder) -> dict[str, str]:
 
 def state_stamp(location: str | Path) -> tuple:
     """What identifies the state files' current contents cheaply: names, sizes, mtimes."""
-    files = _Folder(location).files()
+    files = _Folder.at(location).files()
     return tuple(sorted((name, info.size, info.mtime_ns) for name, info in files.items()
                         if name.startswith(KINDS)))
 
 
 def snapshot(location: str | Path) -> None:
     """Sign the current state files of the Tune experiment at `location` (copies + manifest)."""
-    folder = _Folder(location)
+    folder = _Folder.at(location)
     names = _state_files(folder).values()
     if not names:
         return
@@ -153,7 +155,7 @@ def verified(location: str | Path) -> Optional[str]:
     Live files that match their signature stay; a newer or edited one is replaced by its signed
     copy, and unsigned state files of the same kinds are removed so Ray cannot pick them.
     """
-    folder = _Folder(location)
+    folder = _Folder.at(location)
     snap = folder.sub(SNAPSHOT)
     try:
         manifest = json.loads(snap.read(MANIFEST) or b"")
