@@ -50,3 +50,16 @@ def test_unknown_centre_is_one_line():
 
     result = CliRunner().invoke(main, ["search", "--center", "middle"])
     assert result.exit_code == 2 and "middle" in result.output and "Traceback" not in result.output
+
+
+def test_report_names_a_method_that_granularity_keeps_under_its_budget():
+    from lcp_tune.run.report import format_report, under_budget
+
+    methods = {"lcp": {"flops_ratio": 0.149}, "global": {"flops_ratio": 0.139}}
+    assert under_budget(methods, 0.15, "flops") == {"global": 0.139}
+    report = {"arch": "a", "data": "d", "budget": 0.15, "resource": "flops", "base_test_acc": 0.9, "test_images": 10,
+              "num_trials": 0, "under_budget": {"global": 0.139},
+              "methods": {n: {**m, "test_acc": 0.8, "gap": 0.1, "params_ratio": 0.2} for n, m in methods.items()}}
+    notes = [line for line in format_report(report).splitlines() if line.startswith("note:")]
+    assert notes == ["note: global ranking lands at 0.139 of the base flops for a 0.15 budget: no layer's next "
+                     "channel step fits what is left (channel granularity)"]
