@@ -111,7 +111,7 @@ class SearchConfig:
     num_samples: int = setting(32, "Search trials, the two warm starts included.")  # trials, the two warm starts (identity, uniform) included
     tau_hat: int = setting(100, "SGD steps of recovery per candidate.")  # SGD steps per candidate: 100 at lr 0.02 made the objective agree
     lr: float = 0.02             # with the post-fine-tune ranking 91% of the time (30: 54-80%)
-    report_every: int = 25       # steps between reports, so a scheduler can stop a trial early
+    report_every: int = 25       # steps between validations under asha, whose rungs they are (fifo: once)
     batch_size: int = 64
     bn_batches: int = 8          # BN recalibration batches before the steps (EagleEye)
     bound: float = 2.0           # search range of each dimensionless shift: [-bound, bound]

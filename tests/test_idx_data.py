@@ -253,3 +253,55 @@ def test_candidates_see_the_same_augmented_batches(tmp_path):
     evaluator.evaluate(pruner.identity())
     again = evaluator.evaluate(vector)
     assert first["val_loss"] == again["val_loss"] and first["train_loss"] == again["train_loss"]
+
+
+def test_fifo_validates_once_and_asha_at_every_rung_with_the_same_result(tmp_path):
+    """FIFO reads only a trial's last result, so a trial validates once, after its last step; ASHA
+    stops trials at rungs, so it validates every `report_every` steps. The extra validations must
+    not touch the training, augmented crops included: both end on exactly the same loss."""
+    from lcp_tune.candidate import CandidateEvaluator, build_pruner
+    from lcp_tune.config import ExperimentConfig
+    from lcp_tune.models import build_model
+
+    folder = write_idx(tmp_path / "fm", gz=False, n_train=200, n_test=20)
+    data = load_data("fashion-mnist", data_dir=str(folder))
+    reports: dict[str, list[dict]] = {}
+    for scheduler in ("fifo", "asha"):
+        config = ExperimentConfig().replace(**{
+            "arch": "resnet20_tiny", "data": "fashion-mnist", "data_dir": str(folder), "search.tau_hat": 10,
+            "search.report_every": 4, "search.bn_batches": 2, "search.batch_size": 16, "search.scheduler": scheduler})
+        torch.manual_seed(0)
+        pruner = build_pruner(config, build_model("resnet20_tiny", 10, 1), data)
+        evaluator = CandidateEvaluator(config, data=data, pruner=pruner)
+        reports[scheduler] = []
+        evaluator.evaluate(pruner.uniform(config.prune.budget), report=reports[scheduler].append)
+    assert [r["step"] for r in reports["fifo"]] == [10]
+    assert [r["step"] for r in reports["asha"]] == [4, 8, 10]
+    fifo, asha = reports["fifo"][-1], reports["asha"][-1]
+    assert (fifo["val_loss"], fifo["val_acc"]) == (asha["val_loss"], asha["val_acc"])   # train_loss: its last chunk
+
+
+def test_a_candidate_scores_alike_under_any_thread_count_of_its_caller(tmp_path):
+    """The driver re-scores the warm starts after the search with its own thread count; the
+    evaluator runs with the trial's (cpus_per_trial), so it gets the trial's number."""
+    from lcp_tune.candidate import CandidateEvaluator, build_pruner
+    from lcp_tune.config import ExperimentConfig
+    from lcp_tune.models import build_model
+
+    folder = write_idx(tmp_path / "fm", gz=False, n_train=200, n_test=20)
+    data = load_data("fashion-mnist", data_dir=str(folder))
+    config = ExperimentConfig().replace(**{"arch": "resnet20_narrow", "data": "fashion-mnist", "data_dir": str(folder),
+                                           "search.tau_hat": 6, "search.bn_batches": 2, "search.batch_size": 32})
+    torch.manual_seed(0)
+    pruner = build_pruner(config, build_model("resnet20_narrow", 10, 1), data)
+    evaluator = CandidateEvaluator(config, data=data, pruner=pruner)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            results.append(evaluator.evaluate(pruner.uniform(config.prune.budget)))
+            assert torch.get_num_threads() == threads   # the caller's count is given back
+    finally:
+        torch.set_num_threads(before)
+    assert results[0]["val_loss"] == results[1]["val_loss"] == results[2]["val_loss"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from lcp_tune.candidate import report_chunks
+from lcp_tune.candidate import validation_chunks
 from lcp_tune.config import ExperimentConfig
 from lcp_tune.registry import Registry
 
@@ -20,6 +20,6 @@ def _asha(config: ExperimentConfig):
     """Successive halving over the trial's reports (one per `report_every` steps)."""
     from ray.tune.schedulers import ASHAScheduler
 
-    rungs = len(report_chunks(config.search.tau_hat, config.search.report_every))
+    rungs = len(validation_chunks(config))
     return ASHAScheduler(time_attr="training_iteration", max_t=max(1, rungs), grace_period=1,
                          reduction_factor=2)

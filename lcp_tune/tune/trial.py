@@ -1,4 +1,4 @@
-"""The Ray Tune trial: evaluate one compensation vector and report after every chunk of steps.
+"""The Ray Tune trial: evaluate one compensation vector and report its validation result(s).
 
 Base weights reach every trial through the object store once (tune.with_parameters); each
 worker process builds its CandidateEvaluator once and reuses it (reuse_actors=True), since
@@ -44,7 +44,7 @@ class TrialContext:
 
 
 def lcp_trial(config: dict, context: TrialContext, base_state: dict) -> None:
-    """One Ray Tune trial: evaluate the compensation in `config`, reporting after each chunk."""
+    """One Ray Tune trial: evaluate the compensation in `config`, reporting each validation."""
     import torch
     from ray import tune
 
