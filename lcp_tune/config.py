@@ -133,6 +133,8 @@ class ExperimentConfig:
     subset: float = setting(1.0, "Share of the training data to use, in (0, 1].")  # fraction of the training data used (LeGR searches ImageNet on part)
     image_size: Optional[int] = setting(None, "Input side override (default: the dataset's standard size).")  # override a dataset's input side (None: its standard size)
     workers: int = setting(0, "Data-loading worker processes.")  # data-loading processes (0: load in the training process)
+    device: str = setting("auto", "Where base training, fine-tunes, BN recalibration, tests and export timing run: "
+                          "auto (CUDA when present), cpu, cuda or cuda:N.")  # search trials: --gpus-per-trial
     seed: int = setting(0, "Seed for splits, base model, searcher and trials.")
     checkpoint: Optional[str] = setting(None, "Base model state_dict; without it a base model is trained and cached.")
     pretrained: bool = setting(False, "Start base training from torchvision's pretrained weights (downloads them).")  # start base training from torchvision's pretrained weights

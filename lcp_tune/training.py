@@ -43,18 +43,20 @@ def evaluate(model: nn.Module, loader: Iterable) -> EvalResult:
     """Mean cross-entropy and top-1 accuracy over a loader, in eval mode."""
     was = model.training
     model.eval()
-    total_loss, correct, correct5, n, classes = 0.0, 0, 0, 0, 0
+    sums = torch.zeros(3, dtype=torch.float64)   # loss, correct, correct in top 5: on the device,
+    n, classes = 0, 0                            # read once at the end (no host sync per batch)
     with torch.no_grad():
         for x, y in loader:
             x, y = to_device(x, y, model)
             out = model(x)
-            total_loss += nn.functional.cross_entropy(out, y, reduction="sum").item()
-            correct += (out.argmax(1) == y).sum().item()
             classes = out.shape[1]
-            if classes > 5:
-                correct5 += (out.topk(5, 1).indices == y[:, None]).any(1).sum().item()
+            top5 = (out.topk(5, 1).indices == y[:, None]).any(1).sum() if classes > 5 else out.new_zeros(())
+            sums = sums.to(out.device) + torch.stack([
+                nn.functional.cross_entropy(out.float(), y, reduction="sum").double(),
+                (out.argmax(1) == y).sum().double(), top5.double()])
             n += y.numel()
     model.train(was)
+    total_loss, correct, correct5 = sums.tolist()
     top5 = correct5 / max(n, 1) if classes > 5 else float("nan")
     return EvalResult(total_loss / max(n, 1), correct / max(n, 1), n, top5)
 
@@ -85,6 +87,8 @@ def to_device(x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> tuple[torch
     device = next(model.parameters()).device
     if x.device == device:
         return x, y
+    if device.type == "cuda" and x.dim() == 4:   # the layout devices.place gives the weights
+        return x.to(device, non_blocking=True, memory_format=torch.channels_last), y.to(device, non_blocking=True)
     return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
@@ -113,7 +117,7 @@ def train_steps(model: nn.Module, batches: Iterator, steps: int, optimizer: torc
     `amp` runs the forward pass in bfloat16 autocast on a GPU (no loss scaling needed).
     """
     model.train()
-    total = 0.0
+    total = torch.zeros((), dtype=torch.float64)   # summed on the device: no host sync per step
     for i in range(steps):
         if schedule is not None:
             for group in optimizer.param_groups:
@@ -124,8 +128,8 @@ def train_steps(model: nn.Module, batches: Iterator, steps: int, optimizer: torc
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.item()
-    return total / max(steps, 1)
+        total = total.to(loss.device) + loss.detach().double()
+    return float(total) / max(steps, 1)
 
 
 def cosine(lr: float, total_steps: int, warmup: int = 0) -> Callable[[int], float]:

@@ -25,12 +25,14 @@ FORMATS = ("torchscript", "onnx", "state-dict")
               help="Export folder, or a .pt / .onnx file (default EXPERIMENT/export/<format>/).")
 @click.option("--trust-code", is_flag=True,
               help="Allow the experiment's plan.json to name a package.module:factory architecture.")
-def export(experiment: Path, fmt: str, out: Optional[Path], trust_code: bool) -> None:
+@click.option("--device", default="auto", show_default=True,
+              help="Where base and pruned are timed: auto (CUDA when present), cpu, cuda or cuda:N.")
+def export(experiment: Path, fmt: str, out: Optional[Path], trust_code: bool, device: str) -> None:
     """Export EXPERIMENT's pruned model, check its outputs against PyTorch, report latency."""
     from lcp_tune.run.export import export_experiment
 
     try:
-        report = export_experiment(experiment, fmt, out, log=click.echo, trust_code=trust_code)
+        report = export_experiment(experiment, fmt, out, log=click.echo, trust_code=trust_code, device=device)
     except LcpTuneError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(report.table())

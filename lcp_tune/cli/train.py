@@ -11,7 +11,7 @@ from lcp_tune.errors import LcpTuneError
 from .options import Command, config_options, fail, given, path_option
 
 TRAIN_KEYS = ("arch", "data", "data_dir", "image_size", "recipe", "base_train.epochs", "seed", "checkpoint",
-              "checkpoint_classes")
+              "checkpoint_classes", "device")
 
 
 @click.command("train", cls=Command)

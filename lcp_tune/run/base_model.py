@@ -14,6 +14,7 @@ from torch import nn
 from lcp_tune.config import ExperimentConfig, TrainConfig
 from lcp_tune.data import DataSplits, load_experiment_data
 from lcp_tune.data.user import is_user_data
+from lcp_tune.devices import device_name, on_device, resolve_device
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.models import build_model
 from lcp_tune.models.pretrained import adapt_head, pretrained_model
@@ -38,11 +39,13 @@ def base_cache_path(arch: str, data: str, seed: int, train: TrainConfig, **data_
 
 
 def train_base(arch: str, data: DataSplits, train: TrainConfig, seed: int,
-               log: Optional[Callable[[str], None]] = None, model: Optional[nn.Module] = None) -> nn.Module:
-    """Train a base model on the training split (fixed epochs, last weights), from scratch
-    unless a starting `model` is given."""
+               log: Optional[Callable[[str], None]] = None, model: Optional[nn.Module] = None,
+               device: str = "auto") -> nn.Module:
+    """Train a base model on the training split (fixed epochs, last weights) on `device`, from
+    scratch unless a starting `model` is given; returned on the CPU."""
     torch.manual_seed(seed)
     model = model if model is not None else build_model(arch, data.num_classes, data.input_shape[0])
+    where = resolve_device(device)
     loader = data.loader("train", train.batch_size, shuffle=True, seed=seed)
     start = time.time()
 
@@ -51,7 +54,11 @@ def train_base(arch: str, data: DataSplits, train: TrainConfig, seed: int,
             log(f"  base {arch}: epoch {epoch + 1}/{train.epochs}, train loss {loss:.3f}, "
                 f"{time.time() - start:.0f}s")
 
-    return fit(model, loader, train, progress=progress)
+    if log:
+        log(f"  training on {device_name(where)}")
+    with on_device(model, where):
+        fit(model, loader, train, progress=progress)
+    return model
 
 
 def initial_model(config: ExperimentConfig, data: DataSplits) -> nn.Module:
@@ -82,7 +89,7 @@ def obtain_base(config: ExperimentConfig, data: DataSplits,
     if is_user_data(config.data):   # a name does not identify a user's data: never cache its model
         if log:
             log(f"training base model {config.arch} on {config.data} ({config.base_train.epochs} epochs)")
-        return train_base(config.arch, data, config.base_train, config.seed, log), None
+        return train_base(config.arch, data, config.base_train, config.seed, log, device=config.device), None
     path = base_cache_path(config.arch, config.data, config.seed, config.base_train, **settings)
     if path.is_file():
         if log:
@@ -90,7 +97,7 @@ def obtain_base(config: ExperimentConfig, data: DataSplits,
         return load_into(model, load_state_dict(path), str(path), config.arch), path
     if log:
         log(f"training base model {config.arch} on {config.data} ({config.base_train.epochs} epochs)")
-    model = train_base(config.arch, data, config.base_train, config.seed, log)
+    model = train_base(config.arch, data, config.base_train, config.seed, log, device=config.device)
     save_state_dict(model, path)
     return model, path
 
@@ -99,15 +106,17 @@ def train_base_command(config: ExperimentConfig, out: Optional[Path],
                        log: Callable[[str], None] = print) -> Path:
     """`lcp-tune train`: train (or reuse) a base model, save it to `out`, print its test accuracy."""
     validate_config(config)
+    resolve_device(config.device)   # a missing GPU is named before any work
     data = load_experiment_data(config)
     if config.pretrained or config.checkpoint:
         start = initial_model(config, data)
         log(f"training {config.arch} on {config.data} from {'torchvision weights' if config.pretrained else config.checkpoint}")
-        model = train_base(config.arch, data, config.base_train, config.seed, log, model=start)
+        model = train_base(config.arch, data, config.base_train, config.seed, log, model=start,
+                           device=config.device)
         path = Path(out) if out else base_cache_path(config.arch, config.data, config.seed, config.base_train,
                                                      start=str(config.checkpoint or "pretrained"))
         save_state_dict(model, path)
-        log(f"test accuracy {test_accuracy(model, data).accuracy:.4f}; saved {path}")
+        log(f"test accuracy {test_accuracy(model, data, device=config.device).accuracy:.4f}; saved {path}")
         return path
     if is_user_data(config.data) and not out:
         raise LcpTuneError(f"--out is needed with --data {config.data}: base models of user data are not cached")
@@ -115,5 +124,5 @@ def train_base_command(config: ExperimentConfig, out: Optional[Path],
     path = Path(out) if out else cached
     if out:
         save_state_dict(model, path)
-    log(f"test accuracy {test_accuracy(model, data).accuracy:.4f}; saved {path}")
+    log(f"test accuracy {test_accuracy(model, data, device=config.device).accuracy:.4f}; saved {path}")
     return path

@@ -34,6 +34,7 @@ from lcp_tune.store.experiment import Experiment
 from lcp_tune.store.files import atomic_path, atomic_write, read_json, write_json
 from lcp_tune.models import build_model
 from lcp_tune.store.pruned_io import load_pruned
+from lcp_tune.devices import device_name, resolve_device
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.registry import Registry
 
@@ -187,7 +188,7 @@ class ExportReport:
 
 def export_experiment(experiment: str | Path, fmt: str, out: Optional[str | Path] = None,
                       timing: Optional[Timing] = None, log: Callable[[str], None] = lambda line: None,
-                      trust_code: bool = False) -> ExportReport:
+                      trust_code: bool = False, device: str = "auto") -> ExportReport:
     """Export EXPERIMENT's pruned model as `fmt`, check the written file, time base vs pruned.
 
     Args:
@@ -198,6 +199,7 @@ def export_experiment(experiment: str | Path, fmt: str, out: Optional[str | Path
         timing: how many runs the latency medians take (default DEFAULT_TIMING).
         log: receives one progress line per step.
         trust_code: allow a plan.json that names a package.module:factory architecture.
+        device: where the latency is timed: auto (CUDA when present), cpu, cuda or cuda:N.
 
     Raises:
         LcpTuneError: not an experiment, no pruned model, format not installed, an export
@@ -205,6 +207,7 @@ def export_experiment(experiment: str | Path, fmt: str, out: Optional[str | Path
     """
     exporter = EXPORTERS.get(fmt)
     _require(exporter)
+    where = resolve_device(device)   # a missing GPU is named before any work
     timing = timing or DEFAULT_TIMING
     exp = Experiment(Path(experiment))
     exp.config()                          # one-line error if this is not an experiment folder
@@ -215,13 +218,12 @@ def export_experiment(experiment: str | Path, fmt: str, out: Optional[str | Path
     _write(exporter, pruned, shape, exp.pruned_dir, target, meta["arch"])
     log(f"checking {target} against the PyTorch model on {CHECK_BATCH} random inputs")
     diff, tol = check_export(exporter, pruned, target, shape)
-    device = _device()
-    log(f"timing base vs pruned on {_device_name(device)} at batch {', '.join(map(str, timing.batches))}")
-    latency = measure_latency({"base": _load_base(exp, meta), "pruned": pruned}, shape, device, timing)
+    log(f"timing base vs pruned on {device_name(where)} at batch {', '.join(map(str, timing.batches))}")
+    latency = measure_latency({"base": _load_base(exp, meta), "pruned": pruned}, shape, where, timing)
     plan = meta["plan"]
     report = ExportReport(str(exp.root), fmt, str(target), shape, diff, tol, CHECK_BATCH,
                           plan["flops"] / plan["base_flops"], plan["params"] / plan["base_params"],
-                          _device_name(device), torch.get_num_threads(), _load_average(), latency)
+                          device_name(where), torch.get_num_threads(), _load_average(), latency)
     write_json(folder / "export_report.json", report.to_dict())
     return report
 
@@ -316,14 +318,6 @@ def _load_base(exp: Experiment, meta: dict) -> nn.Module:
     if exp.base_path.is_file():
         load_into(model, load_state_dict(exp.base_path), str(exp.base_path), meta["arch"])
     return model.eval()
-
-
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _device_name(device: torch.device) -> str:
-    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
 
 
 def _load_average() -> Optional[float]:

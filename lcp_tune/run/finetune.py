@@ -13,15 +13,18 @@ import torch
 
 from lcp_tune.config import ExperimentConfig
 from lcp_tune.data import DataSplits
+from lcp_tune.devices import on_device, resolve_device
 from lcp_tune.pruning import Pruner
 from lcp_tune.training import EvalResult, evaluate, fit, recalibrate_bn
 
 Log = Callable[[str], None]
 
 
-def test_accuracy(model: torch.nn.Module, data: DataSplits, batch_size: int = 256) -> EvalResult:
-    """Top-1 on the test split: called once per reported model, never during search."""
-    return evaluate(model, data.loader("test", batch_size))
+def test_accuracy(model: torch.nn.Module, data: DataSplits, batch_size: int = 256,
+                  device: str = "cpu") -> EvalResult:
+    """Top-1 on the test split, on `device`: called once per reported model, never during search."""
+    with on_device(model, resolve_device(device)):
+        return evaluate(model, data.loader("test", batch_size))
 
 
 def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConfig,
@@ -51,10 +54,11 @@ def finetune_model(model: torch.nn.Module, config: ExperimentConfig, data: DataS
     torch.manual_seed(config.seed)
     ft = config.finetune
     train = data.loader("train", ft.batch_size, shuffle=True, seed=config.seed)
-    recalibrate_bn(model, train, config.search.bn_batches)   # same start as the search's trials
-    fit(model, train, ft, val=data.loader("val", 256), progress=_epoch_logger(log, label, ft.epochs),
-        checkpoint=checkpoint)
-    return test_accuracy(model, data)
+    with on_device(model, resolve_device(config.device)):
+        recalibrate_bn(model, train, config.search.bn_batches)   # same start as the search's trials
+        fit(model, train, ft, val=data.loader("val", 256), progress=_epoch_logger(log, label, ft.epochs),
+            checkpoint=checkpoint)
+        return evaluate(model, data.loader("test", 256))
 
 
 def _epoch_logger(log: Optional[Log], label: str, epochs: int):

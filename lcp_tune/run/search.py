@@ -19,6 +19,7 @@ from lcp_tune.candidate import CandidateEvaluator, build_pruner
 from lcp_tune.config import ExperimentConfig
 from lcp_tune.data import DataSplits, load_experiment_data
 from lcp_tune.data.user import registered_factories
+from lcp_tune.devices import resolve_device
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.models import build_model
 from lcp_tune.pruning import Pruner
@@ -55,6 +56,7 @@ def run_search_experiment(config: ExperimentConfig, out: Optional[Path] = None, 
                           options: RunOptions = RunOptions()) -> dict:
     """Run the whole LCP workflow for `config`; returns the report also saved as report.json."""
     validate_config(config)
+    resolve_device(config.device)   # a missing GPU is named before any work
     if config.method == "random":
         config = config.replace(**{"search.searcher": "random"})
     out = out or new_experiment_path()
@@ -139,7 +141,7 @@ def _prepare(config: ExperimentConfig, base: torch.nn.Module, data: DataSplits):
 
 def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, options, resume):
     """Search (lcp, random) or not (global, uniform), then recover, fine-tune and test."""
-    base_test = test_accuracy(base, data)
+    base_test = test_accuracy(base, data, device=config.device)
     log(f"base model: test accuracy {base_test.accuracy:.4f}")
     warm = {"global": identity, "uniform": uniform}
     outcome = None
@@ -190,7 +192,7 @@ def _recover(config: ExperimentConfig, pruner: Pruner, data: DataSplits,
     for name, vector in vectors.items():
         result = evaluator.evaluate(vector)
         out[name] = {"search_objective": result["val_loss"],
-                     "recovery_test_acc": test_accuracy(evaluator.last_model, data).accuracy}
+                     "recovery_test_acc": test_accuracy(evaluator.last_model, data, device=config.device).accuracy}
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from lcp_tune.config import RECIPES, ExperimentConfig
 from lcp_tune.data import DATASETS
+from lcp_tune.devices import check_device_name
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.models import ARCHS
 from lcp_tune.pruning import COMPENSATIONS, METRICS
@@ -51,6 +52,7 @@ def validate_config(config: ExperimentConfig) -> None:
     check_recipe(config.recipe)
     check_path_setting("--checkpoint", config.checkpoint)
     check_path_setting("--data-dir", config.data_dir)
+    check_device_name(config.device)
     values = config.flat()
     for key in RULES:
         if key in values:
