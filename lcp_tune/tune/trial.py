@@ -33,14 +33,13 @@ class TrialContext:
     """What every trial needs besides its compensation vector: small and picklable."""
 
     config: ExperimentConfig
-    keys: tuple[str, ...]
+    space: SearchSpace           # decodes a trial's flat config into its compensation vector
     key: str                     # identifies the experiment in a worker's evaluator cache
     cache_dir: str               # finished evaluations, shared by every run of this experiment
     warm_starts: tuple[tuple[str, tuple[float, ...]], ...] = ()   # (name, vector): tagged in reports
     # data factories given as Python functions (not importable by name): shipped by value
     data_factories: dict[str, Callable[..., Any]] = field(default_factory=dict)
     trusted: tuple[str, ...] = ()   # module:factory names the user gave: the worker may import them
-    center: tuple[float, ...] = ()  # the search box's origin (SearchSpace.center)
 
 
 def lcp_trial(config: dict, context: TrialContext, base_state: dict) -> None:
@@ -49,9 +48,7 @@ def lcp_trial(config: dict, context: TrialContext, base_state: dict) -> None:
     from ray import tune
 
     torch.set_num_threads(max(1, context.config.search.cpus_per_trial))
-    vector = np.array([config[k] for k in context.keys], dtype=float)
-    if context.center:
-        vector += np.asarray(context.center)
+    vector = context.space.vector(config)
     cache = TrialCache(context.cache_dir, context.key)
     recorded = cache.get(vector)
     tag = next((name for name, point in context.warm_starts if np.allclose(point, vector)), "")
@@ -119,8 +116,7 @@ def build_trainable(config: ExperimentConfig, space: SearchSpace, base_state: di
     from ray import tune
 
     warm = tuple((name, tuple(space.vector(point))) for name, point in zip(warm_names, space.warm_starts))
-    context = TrialContext(config, space.keys, run_key, str(cache_dir), warm, dict(data_factories or {}),
-                           trusted(), space.center)
+    context = TrialContext(config, space, run_key, str(cache_dir), warm, dict(data_factories or {}), trusted())
     resources = {"cpu": config.search.cpus_per_trial}
     if config.search.gpus_per_trial:
         resources["gpu"] = config.search.gpus_per_trial
