@@ -107,11 +107,26 @@ def torch_pruning_row(config, unit: str, folder: Path) -> dict:
             "search_s": prune_s}
 
 
+def code_version() -> str:
+    """The commit the rows were computed with (sittings of one table should share it)."""
+    import subprocess
+
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (result.stdout.strip() or "unknown") + ("+changes" if dirty else "")
+
+
 def run_all(args: argparse.Namespace, out: Path) -> pd.DataFrame:
     """Every (seed, budget, unit) not in rows.jsonl yet, appended there as it finishes."""
     done = out / "rows.jsonl"
     rows = [json.loads(line) for line in done.read_text().splitlines() if line.strip()] if done.is_file() else []
     finished = {(r["seed"], r["budget"], r["unit"]) for r in rows}
+    version = code_version()
     for seed in args.seeds:
         for budget in args.budgets:
             for unit in args.units:
@@ -119,7 +134,8 @@ def run_all(args: argparse.Namespace, out: Path) -> pd.DataFrame:
                     continue
                 start = time.time()
                 new = run_unit(args, budget, seed, unit, out / f"s{seed}-b{budget:g}-{unit}")
-                new = [dict(r, seed=seed, budget=budget, unit=unit, run_s=time.time() - start) for r in new]
+                new = [dict(r, seed=seed, budget=budget, unit=unit, run_s=time.time() - start, commit=version)
+                       for r in new]
                 with done.open("a") as f:
                     f.writelines(json.dumps(r) + "\n" for r in new)
                 rows += new

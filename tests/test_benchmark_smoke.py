@@ -37,3 +37,25 @@ def test_paper_table_smoke(tmp_path):
                            capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert again.returncode == 0 and (out / "rows.jsonl").read_text() == rows
     assert "budget 0.3 lcp (" not in again.stdout
+
+
+def test_objective_table_ranks_and_picks_by_each_objective():
+    """bench_objective's table: Spearman's rho against the fine-tuned accuracy (losses and
+    accuracies both counted the right way round) and what each objective's pick scores."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from bench_objective import table
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rows = []
+    for i, name in enumerate(["uniform", "global", "u0.25-0", "u0.5-0"]):
+        acc = [0.85, 0.70, 0.86, 0.80][i]
+        rows.append({"seed": 0, "budget": 0.3, "candidate": name, "test_acc": acc,
+                     "loss good": 1.0 - acc,           # agrees with the ranking: rho +1
+                     "acc good": acc / 2,              # an accuracy, higher is better: rho +1
+                     "loss bad": acc})                 # exactly reversed: rho -1, picks global
+    text = table(pd.DataFrame(rows))
+    assert "| loss good | +1.00, +1.00 (u0.25-0) | +1.00 |" in text
+    assert "| acc good | +1.00, +1.00 (u0.25-0) | +1.00 |" in text
+    assert "| loss bad | -1.00, -15.00 (global) | -1.00 |" in text
+    assert "uniform 85.00%, best 86.00% (u0.25-0), global 70.00%" in text
