@@ -91,8 +91,7 @@ class CandidateEvaluator:
 
 def validation_chunks(config: ExperimentConfig) -> list[int]:
     """Steps between validations: every `report_every` steps for ASHA, which stops trials at
-    those rungs; else once, at the end (FIFO reads only the last result, and three extra passes
-    over a 3,000-image split were about half of a Fashion-MNIST trial)."""
+    those rungs; else once, at the end (FIFO reads only the last result)."""
     every = config.search.report_every if config.search.scheduler == "asha" else config.search.tau_hat
     return report_chunks(config.search.tau_hat, every)
 
