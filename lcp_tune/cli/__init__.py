@@ -6,6 +6,7 @@ import click
 
 from .analyze import analyze
 from .export import export
+from .finetune import finetune
 from .list import list_choices
 from .prune import prune
 from .search import search
@@ -18,5 +19,5 @@ def main() -> None:
     """Layer-compensated pruning of CNNs to a FLOPs budget, learned with Ray Tune."""
 
 
-for _command in (search, train, list_choices, prune, export, analyze):
+for _command in (search, train, list_choices, prune, finetune, export, analyze):
     main.add_command(_command)

@@ -19,7 +19,7 @@ from .options import CHOICES, Command
 
 from lcp_tune.errors import LcpTuneError
 
-MULTI_VALUE = ("--budget", "--input-shape")
+MULTI_VALUE = ("--budget", "--budgets", "--input-shape")
 
 
 def _is_value(token: str) -> bool:

@@ -1,0 +1,101 @@
+"""`lcp-tune finetune EXPERIMENT --budgets ...`: learn once, fine-tune many, from a finished search."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from lcp_tune import load_pruned
+from lcp_tune.candidate import build_pruner
+from lcp_tune.cli import main
+from lcp_tune.config import ExperimentConfig
+from lcp_tune.data import load_experiment_data
+from lcp_tune.pruning import measure_cost
+from lcp_tune.run.base_model import train_base
+from lcp_tune.store.checkpoints import file_hash, save_state_dict
+from lcp_tune.store.compensation_file import write_compensation
+from lcp_tune.store.experiment import open_experiment
+from lcp_tune.store.files import write_json
+from lcp_tune.testing import assert_ends_in_error_line
+
+ARCH = "resnet20_tiny"
+
+
+def finished_search(root, report: bool = True):
+    """An experiment folder as a finished search leaves it: base.pt, compensation.json (a learned
+    vector: uniform's at 0.5, not the identity), report.json."""
+    config = ExperimentConfig().replace(**{"arch": ARCH, "finetune.epochs": 2, "base_train.epochs": 4,
+                                           "search.bn_batches": 2, "device": "cpu"})
+    exp = open_experiment(root, config)
+    data = load_experiment_data(config)
+    base = train_base(ARCH, data, config.base_train, 0, device="cpu")
+    save_state_dict(base, exp.base_path)
+    pruner = build_pruner(config, base, data)
+    write_compensation(exp.compensation_path, pruner, pruner.uniform(0.5), config, file_hash(exp.base_path))
+    if report:
+        write_json(exp.report_path, {"base_test_acc": 0.9, "method": "lcp"})
+    return exp, data
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["finetune", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    return finished_search(tmp_path_factory.mktemp("ft") / "run")
+
+
+def test_every_budget_is_pruned_fine_tuned_tested_and_saved(experiment):
+    exp, data = experiment
+    result = run(exp.root, "--budgets", "0.5", "0.3", "--quiet")
+    assert result.exit_code == 0, result.output
+    rows = json.loads((exp.root / "budgets.json").read_text())["budgets"]
+    assert [r["budget"] for r in rows] == [0.5, 0.3]
+    for row in rows:
+        assert row["budget"] - 0.005 <= row["flops_ratio"] <= row["budget"]
+        assert row["test_acc"] > 0.5                        # digits: fine-tuned, far above chance
+        model = load_pruned(exp.root / row["model"])        # a relative path inside the folder
+        x = torch.randn(3, *data.input_shape)
+        assert model.eval()(x).shape == (3, 10)
+        base_flops = json.loads((exp.root / row["model"] / "plan.json").read_text())["plan"]["base_flops"]
+        assert measure_cost(model, data.input_shape)[0] / base_flops == pytest.approx(row["flops_ratio"])
+    assert (exp.root / "plots" / "budgets.png").stat().st_size > 1000
+    assert "budget 0.3: test accuracy" in result.output
+
+
+def test_a_budget_already_there_is_not_redone(experiment):
+    exp, _ = experiment
+    before = {r["budget"]: r for r in json.loads((exp.root / "budgets.json").read_text())["budgets"]}
+    result = run(exp.root, "--budgets", "0.3", "0.15", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "budget 0.3: already fine-tuned" in result.output
+    rows = {r["budget"]: r for r in json.loads((exp.root / "budgets.json").read_text())["budgets"]}
+    assert set(rows) == {0.5, 0.3, 0.15} and rows[0.3] == before[0.3] and rows[0.5] == before[0.5]
+
+
+def test_a_search_that_has_not_finished_is_refused(tmp_path):
+    exp, _ = finished_search(tmp_path / "run", report=False)
+    result = run(exp.root, "--budgets", "0.3")
+    assert_ends_in_error_line(result, "its search has not finished", "--resume")
+    assert not (exp.root / "budgets.json").exists()
+
+
+@pytest.mark.parametrize("budgets, message", [
+    (["1.5"], "--budgets must be in (0, 1), got 1.5"),
+    (["0.3", "0.3"], "--budgets 0.3 is given twice"),
+    (["0.5", "0.00001"], "--budgets 1e-05"),
+])
+def test_bad_budgets_are_one_line_before_any_work(experiment, budgets, message):
+    exp, _ = experiment
+    before = (exp.root / "budgets.json").read_text()
+    result = run(exp.root, "--budgets", *budgets, "--quiet")
+    assert_ends_in_error_line(result, message)
+    assert (exp.root / "budgets.json").read_text() == before
+
+
+def test_a_folder_that_is_not_an_experiment_is_refused(tmp_path):
+    result = run(tmp_path, "--budgets", "0.3")
+    assert result.exit_code != 0 and "Traceback" not in result.output
