@@ -101,7 +101,7 @@ def torch_pruning_row(config, unit: str, folder: Path) -> dict:
     model, ratio = torch_pruning_model(base, data.input_shape, config.prune.budget, unit == "tp-global")
     prune_s = time.time() - start
     params = measure_cost(model, data.input_shape)[1] / measure_cost(base, data.input_shape)[1]
-    test = finetune_model(model, config, data, checkpoint=folder / "finetune.pt")
+    test = finetune_model(model, config, data, checkpoint=folder / "finetune.pt", teacher=base)
     return {"method": unit, "base_test_acc": base_acc, "search_objective": None, "recovery_test_acc": None,
             "test_acc": test.accuracy, "flops_ratio": ratio, "params_ratio": params, "trials": 0,
             "search_s": prune_s}

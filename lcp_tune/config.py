@@ -62,6 +62,12 @@ class TrainConfig:
     warmup: bool = True              # linear warm-up over the first epoch (at most 50 steps)
     label_smoothing: float = 0.0
     amp: bool = True                 # bfloat16 autocast, on GPU only
+    # knowledge distillation from the unpruned base (Hinton et al. 2015), fine-tunes only:
+    # loss = (1 - w) * CE + w * T^2 * KL(teacher_T || student_T); T 4, w 0.9 as in RepDistiller's
+    # CIFAR setting. Off in every recipe until BENCHMARKS.md shows what it buys.
+    distill: bool = setting(False, "Distil the unpruned base network into the final fine-tunes.")
+    distill_temperature: float = setting(4.0, "Distillation temperature T (softens both networks' outputs).")
+    distill_weight: float = setting(0.9, "Weight w of the distillation term, in [0, 1] (1 - w on the labels).")
 
 
 # The papers' recipes. Base = training from scratch; finetune = after pruning.

@@ -59,6 +59,8 @@ RULES: dict[str, Rule] = {
     "search.max_failures": _at_least(0),
     "base_train.epochs": _at_least(1),
     "finetune.epochs": _at_least(1),
+    "finetune.distill_temperature": _in(0, 100, high_open=False),
+    "finetune.distill_weight": _in(0, 1, low_open=False, high_open=False),
 }
 
 # The CLI flags whose name is not the key's last part.

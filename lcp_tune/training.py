@@ -109,12 +109,31 @@ def sgd(model: nn.Module, lr: float, weight_decay: float = 5e-4, momentum: float
                            weight_decay=weight_decay)
 
 
+@dataclass(frozen=True)
+class Distillation:
+    """A teacher (the unpruned base, in eval mode, on the student's device) and how much of the
+    loss follows it: (1 - weight) * CE(labels) + weight * T^2 * KL(teacher_T || student_T)."""
+
+    teacher: nn.Module
+    temperature: float = 4.0
+    weight: float = 0.9
+
+    def loss(self, x: torch.Tensor, logits: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = nn.functional.softmax(self.teacher(x).float() / self.temperature, dim=1)
+        soft = nn.functional.kl_div(nn.functional.log_softmax(logits.float() / self.temperature, dim=1), target,
+                                    reduction="batchmean") * self.temperature ** 2
+        return (1.0 - self.weight) * hard + self.weight * soft
+
+
 def train_steps(model: nn.Module, batches: Iterator, steps: int, optimizer: torch.optim.Optimizer,
                 schedule: Optional[Callable[[int], float]] = None, start: int = 0,
-                label_smoothing: float = 0.0, amp: bool = False) -> float:
+                label_smoothing: float = 0.0, amp: bool = False,
+                distill: Optional[Distillation] = None) -> float:
     """Run `steps` SGD steps from the `batches` iterator; returns the mean train loss.
 
-    `amp` runs the forward pass in bfloat16 autocast on a GPU (no loss scaling needed).
+    `amp` runs the forward pass in bfloat16 autocast on a GPU (no loss scaling needed);
+    `distill` adds the teacher's softened outputs to the labels.
     """
     model.train()
     total = torch.zeros((), dtype=torch.float64)   # summed on the device: no host sync per step
@@ -124,7 +143,10 @@ def train_steps(model: nn.Module, batches: Iterator, steps: int, optimizer: torc
                 group["lr"] = schedule(start + i)
         x, y = to_device(*next(batches), model)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            loss = nn.functional.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing)
+            if distill is not None:
+                loss = distill.loss(x, logits, loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -162,8 +184,11 @@ def make_schedule(recipe: TrainConfig, steps_per_epoch: int) -> Callable[[int], 
 
 def fit(model: nn.Module, train: DataLoader, recipe: TrainConfig, val: Optional[DataLoader] = None,
         progress: Optional[Callable[[int, float, Optional[EvalResult]], None]] = None,
-        checkpoint: Optional[Path] = None) -> nn.Module:
+        checkpoint: Optional[Path] = None, teacher: Optional[nn.Module] = None) -> nn.Module:
     """Train with SGD + Nesterov under `recipe`; keep the best-on-validation weights.
+
+    With `teacher` and `recipe.distill`, the teacher's outputs are distilled into the model
+    (the teacher must be on the model's device).
 
     With `checkpoint`, the full training state (weights, optimizer, epoch, best weights, the
     shuffling generator) is saved after every epoch and a later call resumes from it, giving
@@ -175,10 +200,13 @@ def fit(model: nn.Module, train: DataLoader, recipe: TrainConfig, val: Optional[
     state = _load_fit_state(checkpoint, model, optimizer, train)
     start_epoch, best_loss, best_state = state
     amp = recipe.amp and next(model.parameters()).is_cuda
+    distill = None
+    if recipe.distill and teacher is not None:
+        distill = Distillation(teacher.eval(), recipe.distill_temperature, recipe.distill_weight)
     for epoch in range(start_epoch, recipe.epochs):
         batches = iter(train)
         loss = train_steps(model, batches, per_epoch, optimizer, schedule, start=epoch * per_epoch,
-                           label_smoothing=recipe.label_smoothing, amp=amp)
+                           label_smoothing=recipe.label_smoothing, amp=amp, distill=distill)
         result = evaluate(model, val) if val is not None else None
         if result is not None and result.loss < best_loss:
             best_loss = result.loss

@@ -82,3 +82,82 @@ def test_recipes_round_trip_through_the_saved_config(tmp_path):
         save_config(config, tmp_path / "c.yaml")
         assert load_config(tmp_path / "c.yaml") == config
     assert ExperimentConfig().replace(**recipe_changes("cifar")).base_train.milestones == (82, 123)
+
+
+def _true_labels(x: torch.Tensor) -> torch.Tensor:
+    return (x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long()
+
+
+def test_distillation_at_weight_zero_is_plain_training():
+    recipe = TrainConfig(epochs=3, lr=0.1, batch_size=16, distill=True, distill_weight=0.0)
+    teacher = fit(model(), loader(), TrainConfig(epochs=6, lr=0.1))
+    plain = fit(model(), loader(), TrainConfig(epochs=3, lr=0.1, batch_size=16))
+    distilled = fit(model(), loader(), recipe, teacher=teacher)
+    for a, b in zip(plain.state_dict().values(), distilled.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_distillation_teaches_what_the_labels_do_not():
+    """Labels replaced by noise: alone they teach nothing, but a teacher trained on the true
+    labels passes its function on through its outputs (weight 1: the teacher only)."""
+    teacher = fit(model(), loader(), TrainConfig(epochs=8, lr=0.1))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(256, 6, generator=g)
+    noise = torch.randint(0, 4, (256,), generator=g)
+    noisy = DataLoader(TensorDataset(x, noise), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
+    test_x = torch.randn(512, 6, generator=g)
+    truth = DataLoader(TensorDataset(test_x, _true_labels(test_x)), batch_size=128)
+    assert evaluate(teacher, truth).accuracy > 0.85
+    recipe = dict(epochs=8, lr=0.05, batch_size=16)
+    on_noise = fit(model(), noisy, TrainConfig(**recipe))
+    taught = fit(model(), noisy, TrainConfig(**recipe, distill=True, distill_weight=1.0, distill_temperature=2.0),
+                 teacher=teacher)
+    assert evaluate(on_noise, truth).accuracy < 0.5
+    assert evaluate(taught, truth).accuracy > 0.8
+
+
+def test_distillation_settings_are_checked_and_reach_the_fine_tune_recipe():
+    from lcp_tune.errors import LcpTuneError
+    from lcp_tune.run.settings import resolve_config
+
+    config = resolve_config({"finetune.distill": True, "finetune.distill_weight": 0.5, "data": "fashion-mnist"})
+    assert (config.finetune.distill, config.finetune.distill_weight, config.finetune.epochs) == (True, 0.5, 5)
+    assert config.base_train.distill is False
+    with pytest.raises(LcpTuneError, match=r"--distill-weight must be in \[0, 1\], got 1.5"):
+        resolve_config({"finetune.distill_weight": 1.5})
+    with pytest.raises(LcpTuneError, match=r"--distill-temperature must be in \(0, 100\], got 0"):
+        resolve_config({"finetune.distill_temperature": 0})
+
+
+class _Always(torch.nn.Module):
+    """A teacher that is sure of one class whatever it sees."""
+
+    def __init__(self, label: int, classes: int = 10):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))   # gives it a device to follow
+        self.label, self.classes = label, classes
+
+    def forward(self, x):
+        out = torch.full((x.shape[0], self.classes), -10.0, device=x.device) + self.anchor
+        out[:, self.label] = 10.0
+        return out
+
+
+def test_the_final_fine_tune_distils_the_teacher_it_is_given():
+    """finetune_model with the recipe's distill on follows its teacher (here a teacher that
+    always says 3), and ignores it with distill off."""
+    from lcp_tune.data import load_experiment_data
+    from lcp_tune.models import build_model
+    from lcp_tune.run.finetune import finetune_model
+
+    config = ExperimentConfig().replace(**{"arch": "resnet20_tiny", "device": "cpu", "finetune.epochs": 2,
+                                           "finetune.distill_weight": 1.0, "search.bn_batches": 2})
+    data = load_experiment_data(config)
+    results = {}
+    for distill in (False, True):
+        torch.manual_seed(0)
+        student = build_model("resnet20_tiny", 10, 1)
+        cfg = config.replace(**{"finetune.distill": distill})
+        results[distill] = finetune_model(student, cfg, data, teacher=_Always(3))
+    assert results[False].accuracy > 0.5
+    assert results[True].accuracy < 0.2      # about the tenth of the test images that are 3s

@@ -149,6 +149,9 @@ def config_option(key: str) -> Callable:
     default = None if recipe_default else default_of(key)
     shown: Any = ("the dataset's" if key == "recipe" else "the recipe's") if recipe_default else default is not None
     kind = CHOICES.get(key) or _click_type(key)
+    if kind is bool:   # --distill / --no-distill
+        return click.option(f"{flag(key)}/--no-{flag(key)[2:]}", param_name(key), default=default,
+                            show_default=True, help=help_of(key))
     return click.option(flag(key), param_name(key), type=kind, default=default, show_default=shown,
                         help=help_of(key) if key not in ("finetune.epochs", "base_train.epochs") else
                         {"finetune.epochs": "Epochs of the final fine-tune.",
@@ -161,7 +164,7 @@ def _click_type(key: str) -> Any:
     if section:
         cls = type(getattr(ExperimentConfig(), section))
     hint = str({f.name: f for f in dataclasses.fields(cls)}[name].type)
-    return int if "int" in hint else float if "float" in hint else str
+    return bool if hint == "bool" else int if "int" in hint else float if "float" in hint else str
 
 
 def config_options(keys: Sequence[str]) -> Callable:

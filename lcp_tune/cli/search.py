@@ -14,7 +14,8 @@ SEARCH_KEYS = ("arch", "data", "data_dir", "val_fraction", "subset", "image_size
                "method", "search.space", "search.center", "search.num_samples", "search.tau_hat", "search.searcher",
                "search.scheduler", "prune.metric", "prune.form", "prune.safeguard", "seed", "checkpoint",
                "recipe", "finetune.epochs", "search.cpus_per_trial", "search.gpus_per_trial",
-               "search.max_concurrent", "device")
+               "search.max_concurrent", "device", "finetune.distill", "finetune.distill_temperature",
+               "finetune.distill_weight")
 
 
 @click.command("search", cls=Command)

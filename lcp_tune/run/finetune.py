@@ -1,6 +1,7 @@
 """The final step for one compensation: prune to the budget, fine-tune fully, test once."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -40,7 +41,7 @@ def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConf
     digest = hashlib.sha256(json.dumps([plan.group_names, plan.keep_counts.tolist(), dataclasses.asdict(
         config.finetune)]).encode()).hexdigest()[:12]
     checkpoint = checkpoint_dir / f"{label}-{digest}.pt" if checkpoint_dir is not None else None
-    test = finetune_model(model, config, data, log, label, checkpoint)
+    test = finetune_model(model, config, data, log, label, checkpoint, teacher=pruner.model)
     return model, {"test_acc": test.accuracy, "test_top5": test.top5, "test_loss": test.loss,
                    "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio, "flops": plan.flops,
                    "params": plan.params, "keep": dict(zip(plan.group_names, plan.keep_counts.tolist())),
@@ -48,17 +49,32 @@ def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConf
 
 
 def finetune_model(model: torch.nn.Module, config: ExperimentConfig, data: DataSplits,
-                   log: Optional[Log] = None, label: str = "", checkpoint: Optional[Path] = None) -> EvalResult:
+                   log: Optional[Log] = None, label: str = "", checkpoint: Optional[Path] = None,
+                   teacher: Optional[torch.nn.Module] = None) -> EvalResult:
     """The one full fine-tune every pruned model gets (ours or a peer's, so they compare):
-    BN recalibration, `config.finetune` with the best epoch on validation, then test once."""
+    BN recalibration, `config.finetune` with the best epoch on validation, then test once.
+    `teacher` (the unpruned base) is distilled in when the recipe says `distill`."""
     torch.manual_seed(config.seed)
     ft = config.finetune
     train = data.loader("train", ft.batch_size, shuffle=True, seed=config.seed)
-    with on_device(model, resolve_device(config.device)):
+    device = resolve_device(config.device)
+    with on_device(model, device), _teacher_on(teacher if ft.distill else None, device) as on:
         recalibrate_bn(model, train, config.search.bn_batches)   # same start as the search's trials
         fit(model, train, ft, val=data.loader("val", 256), progress=_epoch_logger(log, label, ft.epochs),
-            checkpoint=checkpoint)
+            checkpoint=checkpoint, teacher=on)
         return evaluate(model, data.loader("test", 256))
+
+
+@contextlib.contextmanager
+def _teacher_on(teacher: Optional[torch.nn.Module], device: torch.device):
+    """The teacher on the student's device in eval mode for the block (left as it was after)."""
+    if teacher is None:
+        yield None
+        return
+    was = teacher.training
+    with on_device(teacher, device) as on:
+        yield on.eval()
+    teacher.train(was)
 
 
 def _epoch_logger(log: Optional[Log], label: str, epochs: int):
