@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from .config import TrainConfig
 from .errors import LcpTuneError
+from .progress import TrainingProgress
 from .store.files import atomic_path
 
 
@@ -129,11 +130,12 @@ class Distillation:
 def train_steps(model: nn.Module, batches: Iterator, steps: int, optimizer: torch.optim.Optimizer,
                 schedule: Optional[Callable[[int], float]] = None, start: int = 0,
                 label_smoothing: float = 0.0, amp: bool = False,
-                distill: Optional[Distillation] = None) -> float:
+                distill: Optional[Distillation] = None, on_step: Optional[Callable[[int], None]] = None) -> float:
     """Run `steps` SGD steps from the `batches` iterator; returns the mean train loss.
 
     `amp` runs the forward pass in bfloat16 autocast on a GPU (no loss scaling needed);
-    `distill` adds the teacher's softened outputs to the labels.
+    `distill` adds the teacher's softened outputs to the labels; `on_step` gets each step's
+    index (`start` + i) once it is done.
     """
     model.train()
     total = torch.zeros((), dtype=torch.float64)   # summed on the device: no host sync per step
@@ -151,6 +153,8 @@ def train_steps(model: nn.Module, batches: Iterator, steps: int, optimizer: torc
         loss.backward()
         optimizer.step()
         total = total.to(loss.device) + loss.detach().double()
+        if on_step is not None:
+            on_step(start + i)
     return float(total) / max(steps, 1)
 
 
@@ -184,11 +188,12 @@ def make_schedule(recipe: TrainConfig, steps_per_epoch: int) -> Callable[[int], 
 
 def fit(model: nn.Module, train: DataLoader, recipe: TrainConfig, val: Optional[DataLoader] = None,
         progress: Optional[Callable[[int, float, Optional[EvalResult]], None]] = None,
-        checkpoint: Optional[Path] = None, teacher: Optional[nn.Module] = None) -> nn.Module:
+        checkpoint: Optional[Path] = None, teacher: Optional[nn.Module] = None,
+        meter: Optional[TrainingProgress] = None) -> nn.Module:
     """Train with SGD + Nesterov under `recipe`; keep the best-on-validation weights.
 
     With `teacher` and `recipe.distill`, the teacher's outputs are distilled into the model
-    (the teacher must be on the model's device).
+    (the teacher must be on the model's device). `meter` shows progress within the epochs.
 
     With `checkpoint`, the full training state (weights, optimizer, epoch, best weights, the
     shuffling generator) is saved after every epoch and a later call resumes from it, giving
@@ -203,11 +208,16 @@ def fit(model: nn.Module, train: DataLoader, recipe: TrainConfig, val: Optional[
     distill = None
     if recipe.distill and teacher is not None:
         distill = Distillation(teacher.eval(), recipe.distill_temperature, recipe.distill_weight)
+    if meter is not None:
+        meter.start(start_epoch)
     for epoch in range(start_epoch, recipe.epochs):
         batches = iter(train)
         loss = train_steps(model, batches, per_epoch, optimizer, schedule, start=epoch * per_epoch,
-                           label_smoothing=recipe.label_smoothing, amp=amp, distill=distill)
+                           label_smoothing=recipe.label_smoothing, amp=amp, distill=distill,
+                           on_step=meter.step if meter is not None else None)
         result = evaluate(model, val) if val is not None else None
+        if meter is not None:
+            meter.epoch(epoch, loss, result.accuracy if result is not None else None)
         if result is not None and result.loss < best_loss:
             best_loss = result.loss
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -215,6 +225,8 @@ def fit(model: nn.Module, train: DataLoader, recipe: TrainConfig, val: Optional[
             _save_fit_state(checkpoint, model, optimizer, train, epoch + 1, best_loss, best_state)
         if progress is not None:
             progress(epoch, loss, result)
+    if meter is not None:
+        meter.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     return model

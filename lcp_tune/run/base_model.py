@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -15,11 +14,12 @@ from lcp_tune.config import ExperimentConfig, TrainConfig
 from lcp_tune.data import DataSplits, load_experiment_data
 from lcp_tune.data.user import is_user_data
 from lcp_tune.devices import device_name, on_device, resolve_device
+from lcp_tune.progress import TrainingProgress
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.models import build_model
 from lcp_tune.models.pretrained import adapt_head, pretrained_model
 from lcp_tune.store.checkpoints import load_into, load_state_dict, save_state_dict
-from lcp_tune.training import EvalResult, fit
+from lcp_tune.training import fit
 
 from .finetune import test_accuracy
 from .validate import validate_config
@@ -47,17 +47,11 @@ def train_base(arch: str, data: DataSplits, train: TrainConfig, seed: int,
     model = model if model is not None else build_model(arch, data.num_classes, data.input_shape[0])
     where = resolve_device(device)
     loader = data.loader("train", train.batch_size, shuffle=True, seed=seed)
-    start = time.time()
-
-    def progress(epoch: int, loss: float, _: Optional[EvalResult]) -> None:
-        if log and (epoch + 1) % max(1, train.epochs // 5) == 0:
-            log(f"  base {arch}: epoch {epoch + 1}/{train.epochs}, train loss {loss:.3f}, "
-                f"{time.time() - start:.0f}s")
-
     if log:
         log(f"  training on {device_name(where)}")
+    meter = TrainingProgress(f"base {arch}", train.epochs, len(loader), train.batch_size, log) if log else None
     with on_device(model, where):
-        fit(model, loader, train, progress=progress)
+        fit(model, loader, train, meter=meter)
     return model
 
 

@@ -5,7 +5,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -15,6 +14,7 @@ import torch
 from lcp_tune.config import ExperimentConfig
 from lcp_tune.data import DataSplits
 from lcp_tune.devices import on_device, resolve_device
+from lcp_tune.progress import TrainingProgress
 from lcp_tune.pruning import Pruner
 from lcp_tune.training import EvalResult, evaluate, fit, recalibrate_bn
 
@@ -60,8 +60,8 @@ def finetune_model(model: torch.nn.Module, config: ExperimentConfig, data: DataS
     device = resolve_device(config.device)
     with on_device(model, device), _teacher_on(teacher if ft.distill else None, device) as on:
         recalibrate_bn(model, train, config.search.bn_batches)   # same start as the search's trials
-        fit(model, train, ft, val=data.loader("val", 256), progress=_epoch_logger(log, label, ft.epochs),
-            checkpoint=checkpoint, teacher=on)
+        fit(model, train, ft, val=data.loader("val", 256), checkpoint=checkpoint, teacher=on,
+            meter=TrainingProgress(f"fine-tune {label}", ft.epochs, len(train), ft.batch_size, log) if log else None)
         return evaluate(model, data.loader("test", 256))
 
 
@@ -75,19 +75,3 @@ def _teacher_on(teacher: Optional[torch.nn.Module], device: torch.device):
     with on_device(teacher, device) as on:
         yield on.eval()
     teacher.train(was)
-
-
-def _epoch_logger(log: Optional[Log], label: str, epochs: int):
-    """A progress bar line every tenth of the fine-tune: long training never looks frozen."""
-    if log is None:
-        return None
-    start = time.time()
-
-    def progress(epoch: int, loss: float, val) -> None:
-        done = epoch + 1
-        if done % max(1, epochs // 10) == 0 or done == epochs:
-            bar = "#" * round(20 * done / epochs)
-            elapsed = time.time() - start
-            log(f"  fine-tune {label:<8} [{bar:<20}] epoch {done}/{epochs}  train loss {loss:.3f}  "
-                f"val acc {val.accuracy:.4f}  {elapsed:.0f}s, ~{elapsed / done * (epochs - done):.0f}s left")
-    return progress
