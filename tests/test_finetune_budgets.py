@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 
 import pytest
 import torch
@@ -18,24 +20,31 @@ from lcp_tune.store.checkpoints import file_hash, save_state_dict
 from lcp_tune.store.compensation_file import write_compensation
 from lcp_tune.store.experiment import open_experiment
 from lcp_tune.store.files import write_json
+from lcp_tune.store.pruned_io import save_pruned
 from lcp_tune.testing import assert_ends_in_error_line
 
 ARCH = "resnet20_tiny"
 
 
-def finished_search(root, report: bool = True):
-    """An experiment folder as a finished search leaves it: base.pt, compensation.json (a learned
-    vector: uniform's at 0.5, not the identity), report.json."""
-    config = ExperimentConfig().replace(**{"arch": ARCH, "finetune.epochs": 2, "base_train.epochs": 4,
-                                           "search.bn_batches": 2, "device": "cpu"})
+def finished_search(root, report: bool = True, epochs: int = 2):
+    """An experiment folder as a finished search at budget 0.5 leaves it: base.pt,
+    compensation.json (a learned vector: uniform's at 0.5, not the identity), pruned/ and
+    report.json."""
+    config = ExperimentConfig().replace(**{"arch": ARCH, "finetune.epochs": epochs, "base_train.epochs": 4,
+                                           "search.bn_batches": 2, "device": "cpu", "prune.budget": 0.5})
     exp = open_experiment(root, config)
     data = load_experiment_data(config)
     base = train_base(ARCH, data, config.base_train, 0, device="cpu")
     save_state_dict(base, exp.base_path)
     pruner = build_pruner(config, base, data)
-    write_compensation(exp.compensation_path, pruner, pruner.uniform(0.5), config, file_hash(exp.base_path))
+    vector = pruner.uniform(0.5)
+    write_compensation(exp.compensation_path, pruner, vector, config, file_hash(exp.base_path))
+    plan = pruner.plan(vector, 0.5)
+    save_pruned(exp.pruned_dir, pruner.apply(plan), plan, ARCH, 10, data.input_shape)
     if report:
-        write_json(exp.report_path, {"base_test_acc": 0.9, "method": "lcp"})
+        write_json(exp.report_path, {"base_test_acc": 0.9, "method": "lcp", "budget": 0.5, "pruned_test_acc": 0.8,
+                                     "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio,
+                                     "methods": {"lcp": {"test_top5": float("nan")}}})
     return exp, data
 
 
@@ -50,10 +59,12 @@ def experiment(tmp_path_factory):
 
 def test_every_budget_is_pruned_fine_tuned_tested_and_saved(experiment):
     exp, data = experiment
-    result = run(exp.root, "--budgets", "0.5", "0.3", "--quiet")
+    result = run(exp.root, "--budgets", "0.5", "0.3", "0.2", "--quiet")
     assert result.exit_code == 0, result.output
+    assert "budget 0.5: already fine-tuned" in result.output      # the search's own
     rows = json.loads((exp.root / "budgets.json").read_text())["budgets"]
-    assert [r["budget"] for r in rows] == [0.5, 0.3]
+    assert [r["budget"] for r in rows] == [0.5, 0.3, 0.2]
+    assert rows[0]["model"] == "pruned" and rows[0]["test_acc"] == 0.8
     for row in rows:
         assert row["budget"] - 0.005 <= row["flops_ratio"] <= row["budget"]
         assert row["test_acc"] > 0.5                        # digits: fine-tuned, far above chance
@@ -73,7 +84,7 @@ def test_a_budget_already_there_is_not_redone(experiment):
     assert result.exit_code == 0, result.output
     assert "budget 0.3: already fine-tuned" in result.output
     rows = {r["budget"]: r for r in json.loads((exp.root / "budgets.json").read_text())["budgets"]}
-    assert set(rows) == {0.5, 0.3, 0.15} and rows[0.3] == before[0.3] and rows[0.5] == before[0.5]
+    assert set(rows) == {0.5, 0.3, 0.2, 0.15} and rows[0.3] == before[0.3] and rows[0.2] == before[0.2]
 
 
 def test_a_search_that_has_not_finished_is_refused(tmp_path):
@@ -99,3 +110,27 @@ def test_bad_budgets_are_one_line_before_any_work(experiment, budgets, message):
 def test_a_folder_that_is_not_an_experiment_is_refused(tmp_path):
     result = run(tmp_path, "--budgets", "0.3")
     assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_finetune_is_one_line_and_goes_on_from_its_last_epoch(tmp_path, signum, status):
+    from test_resume import _checkpoint_epoch, stop_when
+
+    epochs = 12
+    exp, _ = finished_search(tmp_path / "run", epochs=epochs)
+    command = [sys.executable, "-m", "lcp_tune.cli", "finetune", str(exp.root), "--budgets", "0.3", "0.2"]
+    saved = lambda: list((exp.root / "finetune").glob("b0.2-*.pt"))  # noqa: E731
+    returncode, output = stop_when(command, lambda: saved() and 1 <= _checkpoint_epoch(saved()[0]) < epochs - 2,
+                                   signum, timeout=600)
+    assert returncode == status, output
+    last = output.strip().splitlines()[-1]
+    assert f"interrupted by {signal.Signals(signum).name} during the fine-tune at budget 0.2" in last, output
+    assert "lcp-tune finetune" in last and "Traceback" not in output
+    rows = json.loads((exp.root / "budgets.json").read_text())["budgets"]
+    assert [r["budget"] for r in rows] == [0.5, 0.3]             # the finished budget is kept
+    epoch = _checkpoint_epoch(saved()[0])
+    result = run(exp.root, "--budgets", "0.3", "0.2")
+    assert result.exit_code == 0, result.output
+    assert "budget 0.3: already fine-tuned" in result.output
+    assert f"fine-tune b0.2      resuming at epoch {epoch + 1}/{epochs}" in result.output
+    assert [r["budget"] for r in json.loads((exp.root / "budgets.json").read_text())["budgets"]] == [0.5, 0.3, 0.2]

@@ -28,6 +28,7 @@ from lcp_tune.store.files import read_json, write_json
 from lcp_tune.store.pruned_io import save_pruned
 
 from .finetune import finetune_and_test
+from .interrupts import catching_signals, interrupted
 
 Log = Callable[[str], None]
 BUDGETS_FILE = "budgets.json"
@@ -61,19 +62,33 @@ def finetune_budgets(folder: Path, budgets: Sequence[float], log: Log = print, p
         except PruningError as exc:
             raise LcpTuneError(f"--budgets {budget:g}: {exc}") from None
     path = exp.root / BUDGETS_FILE
-    rows = read_json(path)["budgets"] if path.is_file() else []
+    report = read_json(exp.report_path)
+    rows = read_json(path)["budgets"] if path.is_file() else [_search_row(report)]
     done = {row["budget"] for row in rows}
-    for budget in budgets:
-        if budget in done:
-            log(f"budget {budget:g}: already fine-tuned ({_line(_row(rows, budget))})")
-            continue
-        row = _finetune_one(exp, config, data, pruner, vector, budget, progress)
-        rows = sorted(rows + [row], key=lambda r: -r["budget"])
-        write_json(path, {"method": config.method, "base_test_acc": read_json(exp.report_path)["base_test_acc"],
-                          "budgets": rows})   # after each budget: an interruption keeps the finished ones
-        log(f"budget {budget:g}: {_line(row)}")
+    with catching_signals():
+        for budget in budgets:
+            if budget in done:
+                log(f"budget {budget:g}: already fine-tuned ({_line(_row(rows, budget))})")
+                continue
+            try:
+                row = _finetune_one(exp, config, data, pruner, vector, budget, progress)
+            except KeyboardInterrupt:
+                raise interrupted(f"the fine-tune at budget {budget:g}",
+                                  f"`lcp-tune finetune {folder} --budgets ...` goes on from its last epoch "
+                                  f"and keeps the budgets already done.") from None
+            rows = sorted(rows + [row], key=lambda r: -r["budget"])
+            write_json(path, {"method": config.method, "base_test_acc": report["base_test_acc"],
+                              "budgets": rows})   # after each budget: an interruption keeps the finished ones
+            log(f"budget {budget:g}: {_line(row)}")
     plot_budgets(exp, rows)
     return rows
+
+
+def _search_row(report: dict) -> dict:
+    """The search's own budget, fine-tuned by the search itself (its model in pruned/)."""
+    return {"budget": report["budget"], "test_acc": report["pruned_test_acc"],
+            "test_top5": report["methods"][report["method"]].get("test_top5"),
+            "flops_ratio": report["flops_ratio"], "params_ratio": report["params_ratio"], "model": "pruned"}
 
 
 def _finetune_one(exp: Experiment, config, data, pruner, vector: np.ndarray, budget: float,
