@@ -181,7 +181,7 @@ def markdown(df: pd.DataFrame) -> str:
                          f"{spread(m.recovery_test_acc.astype(float), 100)} | {spread(m.test_acc, 100)} | "
                          f"{versus} | {m.search_s.mean():.0f} | {m.trials.mean():.0f} |")
     base = df.drop_duplicates("seed").base_test_acc
-    per_seed = df.groupby("seed").run_s.sum()
+    per_seed = df.drop_duplicates(["seed", "budget", "unit"]).groupby("seed").run_s.sum()   # a unit's rows share its time
     lines += ["", f"Base test accuracy {spread(base, 100)}% over {len(base)} seeds; mean ± std over seeds. "
               f"Wall time per seed (all budgets and units, base training included): "
               + ", ".join(f"seed {s}: {t / 60:.0f} min" for s, t in per_seed.items()) + "."]
