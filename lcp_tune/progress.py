@@ -35,6 +35,8 @@ class TrainingProgress:
 
     def start(self, epoch: int) -> None:
         self.first = self.done = epoch * self.per_epoch
+        if epoch >= self.epochs:
+            return                                # finished before: nothing runs, nothing to show
         self.next_milestone = sum(self.done / self.total >= m for m in MILESTONES)
         if self.interactive:
             from tqdm import tqdm

@@ -57,3 +57,9 @@ def test_export_names_a_missing_gpu_before_reading_the_folder(tmp_path):
     result = CliRunner().invoke(main, ["export", str(tmp_path / "not-an-experiment"), "--format", "state-dict",
                                        "--device", "cuda"])
     assert_ends_in_error_line(result, "--device cuda: torch")
+
+
+def test_search_takes_the_distillation_flags_and_checks_them(tmp_path):
+    result = CliRunner().invoke(main, ["search", "--distill", "--distill-weight", "1.5", "--out", str(tmp_path / "x")])
+    assert_ends_in_error_line(result, "--distill-weight must be in [0, 1], got 1.5")
+    assert not (tmp_path / "x").exists()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 
@@ -132,5 +133,5 @@ def test_an_interrupted_finetune_is_one_line_and_goes_on_from_its_last_epoch(tmp
     result = run(exp.root, "--budgets", "0.3", "0.2")
     assert result.exit_code == 0, result.output
     assert "budget 0.3: already fine-tuned" in result.output
-    assert f"fine-tune b0.2      resuming at epoch {epoch + 1}/{epochs}" in result.output
+    assert re.search(rf"fine-tune b0\.2 +resuming at epoch {epoch + 1}/{epochs}\n", result.output), result.output
     assert [r["budget"] for r in json.loads((exp.root / "budgets.json").read_text())["budgets"]] == [0.5, 0.3, 0.2]

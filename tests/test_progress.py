@@ -59,3 +59,9 @@ def test_tiny_runs_still_end_with_their_last_line(steps):
     run(TrainingProgress("fine-tune x", 1, steps, 8, lines.append, interactive=False))
     assert "100%" in lines[-1] and "epoch 1/1" in lines[-1]
     assert sum(" 100%" in line for line in lines) == 1     # said once
+
+
+def test_a_run_that_had_already_finished_shows_nothing():
+    lines: list[str] = []
+    run(TrainingProgress("fine-tune lcp", 8, 10, 64, lines.append, interactive=False), first_epoch=8)
+    assert lines == []

@@ -135,7 +135,7 @@ CHOICES: dict[str, click.ParamType] = {
     "search.center": RegistryChoice(_centers),
     "recipe": RegistryChoice(_recipes),
 }
-RECIPE_DEFAULTS = {"finetune.epochs", "base_train.epochs", "recipe"}   # shown as "the recipe's"
+RECIPE_DEFAULTS = {"finetune.epochs", "base_train.epochs", "recipe", "finetune.distill"}   # shown as "the recipe's"
 
 
 def param_name(key: str) -> str:
@@ -151,7 +151,7 @@ def config_option(key: str) -> Callable:
     kind = CHOICES.get(key) or _click_type(key)
     if kind is bool:   # --distill / --no-distill
         return click.option(f"{flag(key)}/--no-{flag(key)[2:]}", param_name(key), default=default,
-                            show_default=True, help=help_of(key))
+                            show_default=shown, help=help_of(key))
     return click.option(flag(key), param_name(key), type=kind, default=default, show_default=shown,
                         help=help_of(key) if key not in ("finetune.epochs", "base_train.epochs") else
                         {"finetune.epochs": "Epochs of the final fine-tune.",
