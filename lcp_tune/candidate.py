@@ -13,6 +13,7 @@ import torch
 
 from .config import ExperimentConfig
 from .data import DataSplits, load_experiment_data
+from .devices import place
 from .models import build_model
 from .pruning import Plan, Pruner
 from .training import cycle, evaluate, recalibrate_bn, sgd, torch_threads, train_steps
@@ -66,7 +67,7 @@ class CandidateEvaluator:
     def _evaluate(self, vector: np.ndarray, report: Optional[Report]) -> dict:
         search = self.config.search
         plan = self.plan(vector)
-        model = self.pruner.apply(plan).to(self.device)
+        model = place(self.pruner.apply(plan), self.device)   # channels_last on CUDA, as to_device's inputs
         # seeded after the surgery, whose once-per-process check draws random inputs: the
         # augmentations (drawn from torch's global generator) are then the same for every candidate
         torch.manual_seed(self.config.seed)
