@@ -148,7 +148,11 @@ class ExperimentConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     method: str = setting("lcp", "lcp (learned), random (best random compensation), global or uniform.")  # lcp (learned), random (best random), global or uniform (no search)
-    baselines: bool = True       # lcp also fine-tunes global and uniform, to show what the search bought
+    baselines: bool = setting(True, "Also fine-tune plain global ranking and uniform pruning (lcp), to show "
+                                    "what the search bought.")
+    finetune_workers: int = setting(1, "Ray Train workers for each final fine-tune (DistributedDataParallel: "
+                                       "NCCL on GPUs, gloo on CPUs); 1: in this process.")
+    finetune_cpus_per_worker: int = setting(1, "CPU threads of each Ray Train fine-tune worker.")
     recipe: str = setting("digits", "Training recipe.")  # the training recipe base_train and finetune came from
     base_train: TrainConfig = field(default_factory=lambda: RECIPES["digits"]["base"])
     finetune: TrainConfig = field(default_factory=lambda: RECIPES["digits"]["finetune"])

@@ -54,6 +54,8 @@ RULES: dict[str, Rule] = {
     "search.bound": _in(0, 100, high_open=False),
     "search.scale_bound": _in(0, 5, low_open=False, high_open=False),
     "search.cpus_per_trial": _at_least(1),
+    "finetune_workers": _at_least(1),
+    "finetune_cpus_per_worker": _at_least(1),
     "search.gpus_per_trial": Rule(lambda v: v >= 0, "0 or more (fractions share a GPU)"),
     "search.max_concurrent": _at_least(0),
     "search.max_failures": _at_least(0),

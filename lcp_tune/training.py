@@ -186,24 +186,68 @@ def make_schedule(recipe: TrainConfig, steps_per_epoch: int) -> Callable[[int], 
     return cosine(recipe.lr, recipe.epochs * steps_per_epoch, warmup)
 
 
+class FitStore:
+    """Where `fit` keeps its per-epoch training state: a file here, a Ray Train checkpoint in
+    the distributed fine-tune. `load` returns the last saved state or None; `save` replaces it."""
+
+    def load(self) -> Optional[dict]:
+        raise NotImplementedError
+
+    def save(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class FileStore(FitStore):
+    """The state in one torch file, replaced atomically (a kill mid-save leaves the previous
+    epoch's) and read back tensors-only."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def load(self) -> Optional[dict]:
+        if not self.path.is_file():
+            return None
+        return torch.load(self.path, map_location="cpu", weights_only=True)
+
+    def save(self, state: dict) -> None:
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
+
+    def describe(self) -> str:
+        return f"fine-tune checkpoint {self.path}"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper (or the network itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
 def fit(model: nn.Module, train: DataLoader, recipe: TrainConfig, val: Optional[DataLoader] = None,
         progress: Optional[Callable[[int, float, Optional[EvalResult]], None]] = None,
         checkpoint: Optional[Path] = None, teacher: Optional[nn.Module] = None,
-        meter: Optional[TrainingProgress] = None) -> nn.Module:
+        meter: Optional[TrainingProgress] = None, store: Optional[FitStore] = None,
+        before_epoch: Optional[Callable[[int], None]] = None) -> nn.Module:
     """Train with SGD + Nesterov under `recipe`; keep the best-on-validation weights.
 
     With `teacher` and `recipe.distill`, the teacher's outputs are distilled into the model
     (the teacher must be on the model's device). `meter` shows progress within the epochs.
+    `model` may be wrapped in DistributedDataParallel; `before_epoch(epoch)` then sets up that
+    epoch's shard (the sampler's epoch, the augmentation seed).
 
-    With `checkpoint`, the full training state (weights, optimizer, epoch, best weights, the
-    shuffling generator) is saved after every epoch and a later call resumes from it, giving
-    the same result as an uninterrupted run. Without a validation loader the last epoch is kept.
+    With `checkpoint` (a file) or `store`, the full training state (weights, optimizer, epoch,
+    best weights, the shuffling generator) is saved after every epoch and a later call resumes
+    from it, giving the same result as an uninterrupted run. Without a validation loader the
+    last epoch is kept.
     """
+    store = store if store is not None else (FileStore(checkpoint) if checkpoint is not None else None)
+    net = unwrap(model)
     optimizer = sgd(model, recipe.lr, recipe.weight_decay, recipe.momentum, recipe.nesterov)
     per_epoch = len(train)
     schedule = make_schedule(recipe, per_epoch)
-    state = _load_fit_state(checkpoint, model, optimizer, train)
-    start_epoch, best_loss, best_state = state
+    start_epoch, best_loss, best_state = _resume(store, net, optimizer, train)
     amp = recipe.amp and next(model.parameters()).is_cuda
     distill = None
     if recipe.distill and teacher is not None:
@@ -211,43 +255,46 @@ def fit(model: nn.Module, train: DataLoader, recipe: TrainConfig, val: Optional[
     if meter is not None:
         meter.start(start_epoch)
     for epoch in range(start_epoch, recipe.epochs):
+        if before_epoch is not None:
+            before_epoch(epoch)
         batches = iter(train)
         loss = train_steps(model, batches, per_epoch, optimizer, schedule, start=epoch * per_epoch,
                            label_smoothing=recipe.label_smoothing, amp=amp, distill=distill,
                            on_step=meter.step if meter is not None else None)
-        result = evaluate(model, val) if val is not None else None
+        result = evaluate(net, val) if val is not None else None
         if meter is not None:
             meter.epoch(epoch, loss, result.accuracy if result is not None else None)
         if result is not None and result.loss < best_loss:
             best_loss = result.loss
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if checkpoint is not None:
-            _save_fit_state(checkpoint, model, optimizer, train, epoch + 1, best_loss, best_state)
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        if store is not None:
+            store.save(_fit_state(net, optimizer, train, epoch + 1, best_loss, best_state))
         if progress is not None:
             progress(epoch, loss, result)
     if meter is not None:
         meter.close()
     if best_state is not None:
-        model.load_state_dict(best_state)
+        net.load_state_dict(best_state)
     return model
 
 
-def _save_fit_state(path: Path, model, optimizer, train: DataLoader, epoch: int, best_loss: float,
-                    best_state: Optional[dict]) -> None:
+def _fit_state(model: nn.Module, optimizer, train: DataLoader, epoch: int, best_loss: float,
+               best_state: Optional[dict]) -> dict:
     state = {"epoch": epoch, "best_loss": best_loss, "model": model.state_dict(),
              "optimizer": optimizer.state_dict(), "best": best_state or {}}
     if getattr(train, "generator", None) is not None:
         state["generator"] = train.generator.get_state()
-    with atomic_path(path) as tmp:   # a kill mid-save leaves the previous epoch's state
-        torch.save(state, tmp)
+    return state
 
 
-def _load_fit_state(path: Optional[Path], model, optimizer, train: DataLoader):
-    """(first epoch to run, best val loss, best weights) from a fine-tune checkpoint, if any."""
-    if path is None or not Path(path).is_file():
+def _resume(store: Optional[FitStore], model: nn.Module, optimizer, train: DataLoader):
+    """(first epoch to run, best val loss, best weights) from the store's state, if any."""
+    if store is None:
         return 0, math.inf, None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = store.load()
+        if state is None:
+            return 0, math.inf, None
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if "generator" in state and getattr(train, "generator", None) is not None:
@@ -256,5 +303,5 @@ def _load_fit_state(path: Optional[Path], model, optimizer, train: DataLoader):
     except Exception as exc:   # never unpickled beyond tensors; any other damage says the same
         why = ("it holds pickled Python objects besides tensors, which lcp-tune never loads"
                if isinstance(exc, pickle.UnpicklingError) else type(exc).__name__)
-        raise LcpTuneError(f"fine-tune checkpoint {path} is not one lcp-tune wrote for this model ({why}); "
+        raise LcpTuneError(f"{store.describe()} is not one lcp-tune wrote for this model ({why}); "
                            f"delete it to fine-tune from the start") from None

@@ -15,7 +15,7 @@ SEARCH_KEYS = ("arch", "data", "data_dir", "val_fraction", "subset", "image_size
                "search.scheduler", "prune.metric", "prune.form", "prune.safeguard", "seed", "checkpoint",
                "recipe", "finetune.epochs", "search.cpus_per_trial", "search.gpus_per_trial",
                "search.max_concurrent", "device", "finetune.distill", "finetune.distill_temperature",
-               "finetune.distill_weight")
+               "finetune.distill_weight", "baselines", "finetune_workers", "finetune_cpus_per_worker")
 
 
 @click.command("search", cls=Command)

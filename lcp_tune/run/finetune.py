@@ -36,16 +36,54 @@ def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConf
     Per-epoch checkpoints go to `checkpoint_dir`/<label>-<plan digest>.pt: an interrupted
     fine-tune resumes, and a checkpoint of another plan (other widths) is never reused.
     """
-    plan = pruner.plan(vector, config.prune.budget, config.prune.resource)
-    model = pruner.apply(plan)
-    digest = hashlib.sha256(json.dumps([plan.group_names, plan.keep_counts.tolist(), dataclasses.asdict(
-        config.finetune)]).encode()).hexdigest()[:12]
-    checkpoint = checkpoint_dir / f"{label}-{digest}.pt" if checkpoint_dir is not None else None
-    test = finetune_model(model, config, data, log, label, checkpoint, teacher=pruner.model)
-    return model, {"test_acc": test.accuracy, "test_top5": test.top5, "test_loss": test.loss,
-                   "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio, "flops": plan.flops,
-                   "params": plan.params, "keep": dict(zip(plan.group_names, plan.keep_counts.tolist())),
-                   "plan": plan}
+    return finetune_many(pruner, {label: vector}, config, data, log, checkpoint_dir)[label]
+
+
+def finetune_many(pruner: Pruner, vectors: dict[str, np.ndarray], config: ExperimentConfig, data: DataSplits,
+                  log: Optional[Log] = None, checkpoint_dir: Optional[Path] = None,
+                  data_factories: Optional[dict] = None) -> dict[str, tuple[torch.nn.Module, dict]]:
+    """`finetune_and_test` for every (label, vector): one after another in this process, or with
+    `config.finetune_workers` > 1 on Ray Train (Ray running), as many at once as the cluster fits."""
+    pruned = {}
+    for label, vector in vectors.items():
+        plan = pruner.plan(vector, config.prune.budget, config.prune.resource)
+        digest = hashlib.sha256(json.dumps([plan.group_names, plan.keep_counts.tolist(), dataclasses.asdict(
+            config.finetune)]).encode()).hexdigest()[:12]
+        pruned[label] = (pruner.apply(plan), plan, digest)
+    if config.finetune_workers > 1:
+        tests = _finetune_on_ray(pruned, pruner, config, data, log, checkpoint_dir, data_factories)
+    else:
+        tests = {label: finetune_model(model, config, data, log, label,
+                                       checkpoint_dir / f"{label}-{digest}.pt" if checkpoint_dir else None,
+                                       teacher=pruner.model)
+                 for label, (model, plan, digest) in pruned.items()}
+    return {label: (model, _result(plan, tests[label])) for label, (model, plan, digest) in pruned.items()}
+
+
+def _result(plan, test: EvalResult) -> dict:
+    return {"test_acc": test.accuracy, "test_top5": test.top5, "test_loss": test.loss,
+            "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio, "flops": plan.flops,
+            "params": plan.params, "keep": dict(zip(plan.group_names, plan.keep_counts.tolist())), "plan": plan}
+
+
+def _finetune_on_ray(pruned: dict, pruner: Pruner, config: ExperimentConfig, data: DataSplits,
+                     log: Optional[Log], checkpoint_dir: Optional[Path],
+                     data_factories: Optional[dict]) -> dict[str, EvalResult]:
+    from lcp_tune.tune.distributed_finetune import FinetuneJob, describe_workers, run_finetunes, run_name
+
+    if checkpoint_dir is None:
+        raise ValueError("a Ray Train fine-tune needs a checkpoint folder")
+    jobs = [FinetuneJob(label, model, run_name(label, digest, config)) for label, (model, _, digest) in pruned.items()]
+    say = log or (lambda line: None)
+    say(f"  on {describe_workers(config)}")
+    run_finetunes(jobs, config, Path(checkpoint_dir) / "ray", pruner.model, say, data_factories)
+    for job in jobs:
+        if 0 < job.start_epoch < config.finetune.epochs:
+            say(f"  fine-tune {job.label}: resumed at epoch {job.start_epoch + 1}/{config.finetune.epochs} "
+                f"from its Ray Train checkpoint")
+        elif job.start_epoch >= config.finetune.epochs:
+            say(f"  fine-tune {job.label}: finished before the interruption (its Ray Train checkpoint)")
+    return {job.label: test_accuracy(job.model, data, device=config.device) for job in jobs}
 
 
 def finetune_model(model: torch.nn.Module, config: ExperimentConfig, data: DataSplits,

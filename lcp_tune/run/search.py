@@ -34,7 +34,7 @@ from lcp_tune.tune.outcome import summarize
 from lcp_tune.tune.trials_table import ERROR, FINISHED, STOPPED, write_trials
 
 from .base_model import obtain_base
-from .finetune import finetune_and_test, test_accuracy
+from .finetune import finetune_many, test_accuracy
 from .interrupts import catching_signals, interrupted
 from .report import LABELS, build_report, format_report
 from .validate import validate_config
@@ -62,6 +62,9 @@ def run_search_experiment(config: ExperimentConfig, out: Optional[Path] = None, 
     out = out or new_experiment_path()
     check_can_open(out, config)   # another run's folder is refused before any work
     _preflight(options)
+    if not options.address:   # a cluster's resources are checked once connected, before the search
+        from lcp_tune.tune.distributed_finetune import check_finetune_resources
+        check_finetune_resources(config)
     data = load_experiment_data(config)
     base, _ = obtain_base(config, data, _progress_log(log, options))   # a bad checkpoint fails before any folder
     pruner, identity, uniform = _prepare(config, base, data)            # so does an unreachable budget
@@ -155,11 +158,13 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
     recovery = _recover(config, pruner, data, {config.method: chosen, **warm})
     names = [config.method] + (["global", "uniform"] if config.method == "lcp" and config.baselines else [])
     log(f"fine-tuning {', '.join(LABELS[n] for n in names)} ({config.finetune.epochs} epochs each)")
+    vectors = {name: chosen if name == config.method else warm[name] for name in names}
+    with _finetune_ray(config, options, log):
+        finished = finetune_many(pruner, vectors, config, data, _progress_log(log, options),
+                                 exp.root / "finetune", registered_factories(config.data))
     methods = {}
     for name in names:
-        vector = chosen if name == config.method else warm[name]
-        model, result = finetune_and_test(pruner, vector, config, data, _progress_log(log, options), name,
-                                          checkpoint_dir=exp.root / "finetune")
+        model, result = finished[name]
         plan = result.pop("plan")
         if name == config.method:
             final = (model, plan)
@@ -178,6 +183,26 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
     if outcome is not None:
         _write_analysis(exp, log)
     return report
+
+
+@contextmanager
+def _finetune_ray(config: ExperimentConfig, options: RunOptions, log: Log) -> Iterator[None]:
+    """Ray for fine-tunes on Ray Train (the search's cluster); nothing for in-process ones."""
+    if config.finetune_workers <= 1:
+        yield
+        return
+    from lcp_tune.tune.cluster import ray_session
+    from lcp_tune.tune.distributed_finetune import check_finetune_resources
+
+    with catching_signals(), ray_session(options.address, options.dashboard, log), catching_signals():
+        check_finetune_resources(config, _cluster())
+        yield
+
+
+def _cluster() -> dict:
+    import ray
+
+    return ray.cluster_resources()
 
 
 def _recover(config: ExperimentConfig, pruner: Pruner, data: DataSplits,

@@ -106,6 +106,9 @@ def check_cluster(config: ExperimentConfig) -> None:
     if config.search.gpus_per_trial > 0 and resources.get("GPU", 0) <= 0:
         raise LcpTuneError(f"--gpus-per-trial {config.search.gpus_per_trial:g} asks for GPUs but the Ray "
                            f"cluster has none; use --gpus-per-trial 0")
+    from .distributed_finetune import check_finetune_resources
+
+    check_finetune_resources(config, resources)   # the fine-tune's workers: before the search, not after
     if config.search.cpus_per_trial > resources.get("CPU", 0):
         raise LcpTuneError(f"--cpus-per-trial {config.search.cpus_per_trial} is more than the "
                            f"{resources.get('CPU', 0):g} CPUs of the Ray cluster")
