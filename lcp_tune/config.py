@@ -150,6 +150,9 @@ class ExperimentConfig:
     method: str = setting("lcp", "lcp (learned), random (best random compensation), global or uniform.")  # lcp (learned), random (best random), global or uniform (no search)
     baselines: bool = setting(True, "Also fine-tune plain global ranking and uniform pruning (lcp), to show "
                                     "what the search bought.")
+    # learn once, fine-tune many: more budgets the learned compensation is fine-tuned at after the
+    # search (besides prune.budget, the search's own), each into budgets/budget-<b>/ (--budgets)
+    budgets: tuple[float, ...] = ()
     finetune_workers: int = setting(1, "Ray Train workers for each final fine-tune (DistributedDataParallel: "
                                        "NCCL on GPUs, gloo on CPUs); 1: in this process.")
     finetune_cpus_per_worker: int = setting(1, "CPU threads of each Ray Train fine-tune worker.")
@@ -201,5 +204,7 @@ def _build(cls, d: dict[str, Any], where: str):
             value = _build(sub, value, f"{where}.{name}")
         elif name == "milestones":
             value = tuple(int(v) for v in value)
+        elif name == "budgets" and isinstance(value, (list, tuple)):
+            value = tuple(float(v) for v in value)
         kwargs[name] = value
     return cls(**kwargs)

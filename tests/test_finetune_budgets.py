@@ -22,7 +22,7 @@ from lcp_tune.store.compensation_file import write_compensation
 from lcp_tune.store.experiment import open_experiment
 from lcp_tune.store.files import write_json
 from lcp_tune.store.pruned_io import save_pruned
-from lcp_tune.testing import assert_ends_in_error_line
+from lcp_tune.testing import assert_ends_in_error_line, assert_one_line_error
 
 ARCH = "resnet20_tiny"
 
@@ -135,3 +135,41 @@ def test_an_interrupted_finetune_is_one_line_and_goes_on_from_its_last_epoch(tmp
     assert "budget 0.3: already fine-tuned" in result.output
     assert re.search(rf"fine-tune b0\.2 +resuming at epoch {epoch + 1}/{epochs}\n", result.output), result.output
     assert [r["budget"] for r in json.loads((exp.root / "budgets.json").read_text())["budgets"]] == [0.5, 0.3, 0.2]
+
+
+def search(*args):
+    return CliRunner().invoke(main, ["search", *map(str, args)])
+
+
+def test_a_multi_budget_search_writes_one_fine_tuned_model_per_budget(tmp_path):
+    """`search --budgets 0.5 0.3`: searched (here: uniform) at 0.5, that compensation fine-tuned at
+    both; a resume of the finished folder redoes nothing."""
+    from test_resume import trained_base
+
+    exp = tmp_path / "exp"
+    args = ["--arch", ARCH, "--method", "uniform", "--budgets", "0.5", "0.3", "--checkpoint", trained_base(tmp_path),
+            "--finetune-epochs", "2", "--device", "cpu", "--subset", "0.5", "--quiet", "--out", exp]
+    result = search(*args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((exp / "budgets.json").read_text())["budgets"]
+    assert [r["budget"] for r in rows] == [0.5, 0.3] and rows[0]["model"] == "pruned"
+    report = json.loads((exp / "report.json").read_text())
+    assert report["budget"] == 0.5 and rows[0]["test_acc"] == report["pruned_test_acc"]
+    smaller = load_pruned(exp / rows[1]["model"])
+    assert abs(rows[1]["flops_ratio"] - 0.3) < 0.005
+    base = load_pruned(exp / "pruned")
+    assert measure_cost(smaller, (1, 8, 8))[0] < measure_cost(base, (1, 8, 8))[0]   # a smaller network, saved
+    assert (exp / "plots" / "budgets.png").stat().st_size > 1000
+    again = search("--resume", exp)
+    assert again.exit_code == 0 and "budget 0.3: already fine-tuned" in again.output, again.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budgets", "0.5", "1.5"], "--budgets must be"),
+    (["--budgets", "0.5", "0.3", "0.5"], "--budgets 0.5 is given twice"),
+    (["--budget", "0.5", "--budgets", "0.3"], "either --budget"),
+])
+def test_bad_search_budgets_are_one_line_before_any_work(tmp_path, args, message):
+    result = search(*args, "--out", tmp_path / "x")
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "x").exists()

@@ -9,6 +9,7 @@ import click
 from lcp_tune.errors import LcpTuneError
 
 from .options import Command, config_options, fail, given, path_option
+from .prune import spread_values
 
 SEARCH_KEYS = ("arch", "data", "data_dir", "val_fraction", "subset", "image_size", "workers", "prune.budget",
                "method", "search.space", "search.center", "search.num_samples", "search.tau_hat", "search.searcher",
@@ -18,8 +19,16 @@ SEARCH_KEYS = ("arch", "data", "data_dir", "val_fraction", "subset", "image_size
                "finetune.distill_weight", "baselines", "finetune_workers", "finetune_cpus_per_worker")
 
 
-@click.command("search", cls=Command)
+class _SearchCommand(Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, spread_values(list(args), ("--budgets",)))
+
+
+@click.command("search", cls=_SearchCommand)
 @config_options(SEARCH_KEYS)
+@click.option("--budgets", type=float, multiple=True,
+              help="Learn once, fine-tune many: search at the first budget, then fine-tune the learned "
+                   "compensation at each of the others too (--budgets 0.5 0.3 0.15); instead of --budget.")
 @click.option("--address", help="Connect to a running Ray cluster: auto or host:port.")
 @click.option("--storage", help="Shared folder or URI (s3://, gs://) for Ray Tune's results.")
 @click.option("--dashboard", is_flag=True, help="Start local Ray with its dashboard on 127.0.0.1.")
@@ -27,7 +36,7 @@ SEARCH_KEYS = ("arch", "data", "data_dir", "val_fraction", "subset", "image_size
 @path_option("--resume", help="Continue the interrupted search in this folder.")
 @path_option("--out", help="Experiment folder (default ./lcp-runs/search-<time>).")
 def search(out: Optional[Path], resume: Optional[Path], address: Optional[str], storage: Optional[str],
-           dashboard: bool, quiet: bool, **flags) -> None:
+           dashboard: bool, quiet: bool, budgets: tuple[float, ...], **flags) -> None:
     """Learn layer compensations with a Ray Tune search, prune, fine-tune and report."""
     from lcp_tune.run.interrupts import Interrupted
     from lcp_tune.run.search import RunOptions, resume_search_experiment, run_search_experiment
@@ -36,6 +45,10 @@ def search(out: Optional[Path], resume: Optional[Path], address: Optional[str], 
     options = RunOptions(address=address, storage=storage, dashboard=dashboard, quiet=quiet)
     try:
         changes = given(SEARCH_KEYS, flags)
+        if budgets:
+            if "prune.budget" in changes:
+                raise LcpTuneError("give either --budget (one) or --budgets (the search's first, then the others)")
+            changes.update({"prune.budget": budgets[0], "budgets": tuple(budgets[1:])})
         if resume is not None:
             resume_search_experiment(resume, click.echo, options, changes)
         else:

@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -41,12 +41,15 @@ def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConf
 
 def finetune_many(pruner: Pruner, vectors: dict[str, np.ndarray], config: ExperimentConfig, data: DataSplits,
                   log: Optional[Log] = None, checkpoint_dir: Optional[Path] = None,
-                  data_factories: Optional[dict] = None) -> dict[str, tuple[torch.nn.Module, dict]]:
-    """`finetune_and_test` for every (label, vector): one after another in this process, or with
-    `config.finetune_workers` > 1 on Ray Train (Ray running), as many at once as the cluster fits."""
+                  data_factories: Optional[dict] = None,
+                  budgets: Optional[dict[str, float]] = None) -> dict[str, tuple[torch.nn.Module, dict]]:
+    """`finetune_and_test` for every (label, vector), each at its budget in `budgets` (default the
+    config's): one after another in this process, or with `config.finetune_workers` > 1 on Ray
+    Train (inside `finetune_ray_session`), as many at once as the cluster fits."""
     pruned = {}
     for label, vector in vectors.items():
-        plan = pruner.plan(vector, config.prune.budget, config.prune.resource)
+        budget = (budgets or {}).get(label, config.prune.budget)
+        plan = pruner.plan(vector, budget, config.prune.resource)
         digest = hashlib.sha256(json.dumps([plan.group_names, plan.keep_counts.tolist(), dataclasses.asdict(
             config.finetune)]).encode()).hexdigest()[:12]
         pruned[label] = (pruner.apply(plan), plan, digest)
@@ -58,6 +61,27 @@ def finetune_many(pruner: Pruner, vectors: dict[str, np.ndarray], config: Experi
                                        teacher=pruner.model)
                  for label, (model, plan, digest) in pruned.items()}
     return {label: (model, _result(plan, tests[label])) for label, (model, plan, digest) in pruned.items()}
+
+
+@contextlib.contextmanager
+def finetune_ray_session(config: ExperimentConfig, address: Optional[str] = None, dashboard: bool = False,
+                         log: Log = print) -> Iterator[None]:
+    """Ray for fine-tunes on Ray Train (a local one, or the cluster at `address`), its workers
+    checked against what the cluster has; nothing at all for in-process fine-tunes."""
+    if config.finetune_workers <= 1:
+        yield
+        return
+    import ray
+
+    from lcp_tune.tune.cluster import ray_session
+    from lcp_tune.tune.distributed_finetune import check_finetune_resources
+
+    from .interrupts import catching_signals
+
+    # ours again after ray.init, which installs its own SIGTERM handler
+    with catching_signals(), ray_session(address, dashboard, log), catching_signals():
+        check_finetune_resources(config, ray.cluster_resources())
+        yield
 
 
 def _result(plan, test: EvalResult) -> dict:

@@ -15,11 +15,13 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from lcp_tune.candidate import build_pruner
-from lcp_tune.data import load_experiment_data
+from lcp_tune.config import ExperimentConfig
+from lcp_tune.data import DataSplits, load_experiment_data
+from lcp_tune.data.user import registered_factories
 from lcp_tune.devices import check_device_name, resolve_device
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.models import build_model
-from lcp_tune.pruning import PruningError
+from lcp_tune.pruning import Pruner, PruningError
 from lcp_tune.rules import check_value
 from lcp_tune.store.checkpoints import file_hash, load_into, load_state_dict
 from lcp_tune.store.compensation_file import check_fits, compensation_vector, read_compensation
@@ -27,7 +29,7 @@ from lcp_tune.store.experiment import Experiment
 from lcp_tune.store.files import read_json, write_json
 from lcp_tune.store.pruned_io import save_pruned
 
-from .finetune import finetune_and_test
+from .finetune import finetune_many, finetune_ray_session
 from .interrupts import catching_signals, interrupted
 
 Log = Callable[[str], None]
@@ -35,7 +37,8 @@ BUDGETS_FILE = "budgets.json"
 
 
 def finetune_budgets(folder: Path, budgets: Sequence[float], log: Log = print, progress: Optional[Log] = None,
-                     data_dir: Optional[str] = None, device: Optional[str] = None) -> list[dict]:
+                     data_dir: Optional[str] = None, device: Optional[str] = None,
+                     resume_hint: Optional[str] = None) -> list[dict]:
     """Fine-tune EXPERIMENT's learned compensation at every budget; returns every recorded row.
 
     `data_dir` and `device` replace the experiment's own (a folder moved to another machine).
@@ -56,30 +59,50 @@ def finetune_budgets(folder: Path, budgets: Sequence[float], log: Log = print, p
     record = read_compensation(exp.compensation_path)
     check_fits(record, config.arch, file_hash(exp.base_path))
     vector = compensation_vector(record, pruner.form.param_names(pruner.group_names))
-    for budget in budgets:                   # every budget planned before any work
+    check_budgets(pruner, vector, budgets, config)
+    hint = (resume_hint or
+            f"`lcp-tune finetune {folder} --budgets ...` goes on from its last epoch and keeps the budgets already done.")
+    return run_budgets(exp, config, data, pruner, vector, budgets, log, progress, hint)
+
+
+def check_budgets(pruner: Pruner, vector: np.ndarray, budgets: Sequence[float], config: ExperimentConfig) -> None:
+    """Plan every budget before any work: an unreachable one is named first."""
+    for budget in budgets:
         try:
             pruner.plan(vector, budget, config.prune.resource)
         except PruningError as exc:
             raise LcpTuneError(f"--budgets {budget:g}: {exc}") from None
+
+
+def run_budgets(exp: Experiment, config: ExperimentConfig, data: DataSplits, pruner: Pruner, vector: np.ndarray,
+                budgets: Sequence[float], log: Log, progress: Optional[Log], resume_hint: str,
+                address: Optional[str] = None) -> list[dict]:
+    """Fine-tune `vector` at every budget not yet in budgets.json, record each, plot them all.
+
+    In this process one budget after another (each recorded as it finishes); with
+    `config.finetune_workers` > 1 on Ray Train, all at once when the cluster fits them.
+    """
     path = exp.root / BUDGETS_FILE
     report = read_json(exp.report_path)
     rows = read_json(path)["budgets"] if path.is_file() else [_search_row(report)]
     done = {row["budget"] for row in rows}
-    with catching_signals():
-        for budget in budgets:
-            if budget in done:
-                log(f"budget {budget:g}: already fine-tuned ({_line(_row(rows, budget))})")
-                continue
+    for budget in budgets:
+        if budget in done:
+            log(f"budget {budget:g}: already fine-tuned ({_line(_row(rows, budget))})")
+    todo = [b for b in budgets if b not in done]
+    groups = [todo] if config.finetune_workers > 1 and todo else [[b] for b in todo]
+    with catching_signals(), finetune_ray_session(config, address, log=log):
+        for group in groups:
             try:
-                row = _finetune_one(exp, config, data, pruner, vector, budget, progress)
+                new = _finetune(exp, config, data, pruner, vector, group, progress)
             except KeyboardInterrupt:
-                raise interrupted(f"the fine-tune at budget {budget:g}",
-                                  f"`lcp-tune finetune {folder} --budgets ...` goes on from its last epoch "
-                                  f"and keeps the budgets already done.") from None
-            rows = sorted(rows + [row], key=lambda r: -r["budget"])
+                where = ", ".join(f"{b:g}" for b in group)
+                raise interrupted(f"the fine-tune at budget {where}", resume_hint) from None
+            rows = sorted(rows + new, key=lambda r: -r["budget"])
             write_json(path, {"method": config.method, "base_test_acc": report["base_test_acc"],
-                              "budgets": rows})   # after each budget: an interruption keeps the finished ones
-            log(f"budget {budget:g}: {_line(row)}")
+                              "budgets": rows})   # after each: an interruption keeps the finished ones
+            for row in new:
+                log(f"budget {row['budget']:g}: {_line(row)}")
     plot_budgets(exp, rows)
     return rows
 
@@ -91,16 +114,20 @@ def _search_row(report: dict) -> dict:
             "flops_ratio": report["flops_ratio"], "params_ratio": report["params_ratio"], "model": "pruned"}
 
 
-def _finetune_one(exp: Experiment, config, data, pruner, vector: np.ndarray, budget: float,
-                  progress: Optional[Log]) -> dict:
-    config = config.replace(**{"prune.budget": budget})
-    model, result = finetune_and_test(pruner, vector, config, data, progress, f"b{budget:g}",
-                                      checkpoint_dir=exp.root / "finetune")
-    folder = save_pruned(exp.root / "budgets" / f"budget-{budget:g}", model, result.pop("plan"), config.arch,
-                         data.num_classes, data.input_shape, {"method": config.method})
-    return {"budget": budget, "test_acc": result["test_acc"], "test_top5": result["test_top5"],
-            "flops_ratio": result["flops_ratio"], "params_ratio": result["params_ratio"],
-            "model": folder.relative_to(exp.root).as_posix()}   # relative: the folder can move
+def _finetune(exp: Experiment, config: ExperimentConfig, data: DataSplits, pruner: Pruner, vector: np.ndarray,
+              budgets: Sequence[float], progress: Optional[Log]) -> list[dict]:
+    labels = {f"b{budget:g}": budget for budget in budgets}
+    finished = finetune_many(pruner, {label: vector for label in labels}, config, data, progress,
+                             exp.root / "finetune", registered_factories(config.data), budgets=labels)
+    rows = []
+    for label, budget in labels.items():
+        model, result = finished[label]
+        folder = save_pruned(exp.root / "budgets" / f"budget-{budget:g}", model, result.pop("plan"), config.arch,
+                             data.num_classes, data.input_shape, {"method": config.method})
+        rows.append({"budget": budget, "test_acc": result["test_acc"], "test_top5": result["test_top5"],
+                     "flops_ratio": result["flops_ratio"], "params_ratio": result["params_ratio"],
+                     "model": folder.relative_to(exp.root).as_posix()})   # relative: the folder can move
+    return rows
 
 
 def _checked(budgets: Sequence[float]) -> list[float]:

@@ -34,7 +34,8 @@ from lcp_tune.tune.outcome import summarize
 from lcp_tune.tune.trials_table import ERROR, FINISHED, STOPPED, write_trials
 
 from .base_model import obtain_base
-from .finetune import finetune_many, test_accuracy
+from .finetune import finetune_many, finetune_ray_session, test_accuracy
+from .finetune_budgets import BUDGETS_FILE, check_budgets, finetune_budgets, run_budgets
 from .interrupts import catching_signals, interrupted
 from .report import LABELS, build_report, format_report
 from .validate import validate_config
@@ -94,6 +95,10 @@ def resume_search_experiment(folder: Path, log: Log = print, options: RunOptions
         report = read_json(exp.report_path)
         log(f"the search in {folder} has already finished; its report:")
         log(format_report(report))
+        if config.budgets:   # its other budgets may not all be fine-tuned yet
+            with _as_interruption(exp):
+                finetune_budgets(exp.root, config.budgets, log, _progress_log(log, options),
+                                 resume_hint=_resume_hint(exp))
         return report
     if not exp.base_path.is_file():
         raise LcpTuneError(f"experiment folder {folder} has no base.pt; it was interrupted before the "
@@ -139,6 +144,7 @@ def _prepare(config: ExperimentConfig, base: torch.nn.Module, data: DataSplits):
     pruner = build_pruner(config, base, data)
     identity = pruner.identity()
     pruner.plan(identity, config.prune.budget, config.prune.resource)
+    check_budgets(pruner, identity, config.budgets, config)   # every --budgets reachable, before any work
     return pruner, identity, pruner.uniform(config.prune.budget, config.prune.resource)
 
 
@@ -159,7 +165,7 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
     names = [config.method] + (["global", "uniform"] if config.method == "lcp" and config.baselines else [])
     log(f"fine-tuning {', '.join(LABELS[n] for n in names)} ({config.finetune.epochs} epochs each)")
     vectors = {name: chosen if name == config.method else warm[name] for name in names}
-    with _finetune_ray(config, options, log):
+    with finetune_ray_session(config, options.address, options.dashboard, log):
         finished = finetune_many(pruner, vectors, config, data, _progress_log(log, options),
                                  exp.root / "finetune", registered_factories(config.data))
     methods = {}
@@ -182,27 +188,12 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
     log(f"results: {exp.root}")
     if outcome is not None:
         _write_analysis(exp, log)
+    if config.budgets:   # learn once, fine-tune many
+        log(f"fine-tuning the learned compensation at budgets {', '.join(f'{b:g}' for b in config.budgets)}")
+        run_budgets(exp, config, data, pruner, chosen, config.budgets, log, _progress_log(log, options),
+                    _resume_hint(exp), options.address)
+        log(f"budgets: {exp.root / BUDGETS_FILE} and {exp.root / 'plots' / 'budgets.png'}")
     return report
-
-
-@contextmanager
-def _finetune_ray(config: ExperimentConfig, options: RunOptions, log: Log) -> Iterator[None]:
-    """Ray for fine-tunes on Ray Train (the search's cluster); nothing for in-process ones."""
-    if config.finetune_workers <= 1:
-        yield
-        return
-    from lcp_tune.tune.cluster import ray_session
-    from lcp_tune.tune.distributed_finetune import check_finetune_resources
-
-    with catching_signals(), ray_session(options.address, options.dashboard, log), catching_signals():
-        check_finetune_resources(config, _cluster())
-        yield
-
-
-def _cluster() -> dict:
-    import ray
-
-    return ray.cluster_resources()
 
 
 def _recover(config: ExperimentConfig, pruner: Pruner, data: DataSplits,

@@ -57,4 +57,15 @@ def validate_config(config: ExperimentConfig) -> None:
     for key in RULES:
         if key in values:
             check_value(key, values[key])
+    check_budgets(config)
+
+
+def check_budgets(config: ExperimentConfig) -> None:
+    """--budgets: each in (0, 1), none twice (the search's own budget is the first)."""
+    seen = [config.prune.budget]
+    for budget in config.budgets:
+        check_value("prune.budget", budget, "--budgets")
+        if budget in seen:
+            raise LcpTuneError(f"--budgets {budget:g} is given twice")
+        seen.append(budget)
 
