@@ -59,3 +59,28 @@ def test_objective_table_ranks_and_picks_by_each_objective():
     assert "| acc good | +1.00, +1.00 (u0.25-0) | +1.00 |" in text
     assert "| loss bad | -1.00, -15.00 (global) | -1.00 |" in text
     assert "uniform 85.00%, best 86.00% (u0.25-0), global 70.00%" in text
+
+
+def test_gpu_check_runs_as_written_at_its_smoke_size_on_cpu(tmp_path):
+    """benchmarks/gpu_check.sh --smoke --device cpu: every row of the GPU table comes out of a
+    real run (none failed), each a positive number; --device cuda without a GPU is one line."""
+    import json
+
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--smoke", "--device", "cpu"],
+                            capture_output=True, text=True, timeout=900, env={**os.environ, "OUT": str(tmp_path)})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert rows["device"] == "cpu"
+    failed = {k: v for k, v in rows.items() if str(v).startswith("failed")}
+    assert not failed, failed
+    numbers = {k: float(v) for k, v in rows.items() if k not in ("device", "torch")}
+    assert len(numbers) == 12 and all(v > 0 for v in numbers.values()), numbers
+    assert 0 < numbers["  pruned test accuracy"] <= 1
+    assert (tmp_path / "gpu_check.md").read_text().startswith("| what | value |")
+
+    import torch
+    if not torch.cuda.is_available():
+        refused = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--device", "cuda"],
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and "--device cuda" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
