@@ -46,7 +46,7 @@ class CandidateEvaluator:
         self.pruner = pruner
         search = config.search
         self.train_loader = self.data.loader("train", search.batch_size, shuffle=True, seed=config.seed)
-        use_gpu = search.gpus_per_trial > 0 and torch.cuda.is_available()
+        use_gpu = (search.gpus_per_trial or 0) > 0 and torch.cuda.is_available()   # None: auto, CPU here
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.val_loader = self.data.loader("val", 256)
 

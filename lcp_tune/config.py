@@ -123,7 +123,10 @@ class SearchConfig:
     bound: float = 2.0           # search range of each dimensionless shift: [-bound, bound]
     scale_bound: float = 1.0     # affine form: log(alpha) in [-scale_bound, scale_bound]
     cpus_per_trial: int = setting(1, "CPU threads per trial.")  # 2 one-thread trials beat 1 two-thread trial on small nets
-    gpus_per_trial: float = setting(0.0, "GPUs per trial; a fraction lets trials share one GPU.")  # fractional: several small trials can share one GPU
+    # None: auto (tune/cluster.trial_gpus), by input size on a cluster with GPUs, 0 without
+    gpus_per_trial: Optional[float] = setting(None, "GPUs per trial (a fraction shares one GPU); default: none on "
+                                                    "a cluster without GPUs or with --device cpu, else 1/4 GPU for "
+                                                    "inputs up to 64 px, 1/2 up to 160 px, 1 above.")
     max_concurrent: int = setting(0, "Trials at once; 0 = what the resources fit.")  # 0: as many as the resources allow
     max_failures: int = 2        # retries of a trial whose worker died, then it is recorded failed
 

@@ -73,6 +73,23 @@ def test_gpus_per_trial_on_a_cluster_without_gpu(local_ray):
         check_cluster(ExperimentConfig().replace(**{"search.cpus_per_trial": 3}))
 
 
+@pytest.mark.parametrize("given, device, gpus, side, share", [
+    (None, "auto", 0, 32, 0.0),      # no GPU in the cluster: trials on CPU
+    (None, "auto", 8, 32, 0.25),     # CIFAR-sized inputs: four trials share a GPU
+    (None, "auto", 8, 128, 0.5),
+    (None, "auto", 8, 224, 1.0),     # ImageNet: a GPU each
+    (None, "cpu", 8, 224, 0.0),      # --device cpu keeps the trials off the GPUs too
+    (0.0, "auto", 8, 224, 0.0),      # what the user gave wins
+    (0.5, "auto", 8, 32, 0.5),
+])
+def test_the_default_gpu_share_of_a_trial_follows_the_cluster_and_the_input_size(given, device, gpus, side, share):
+    from lcp_tune.config import ExperimentConfig
+    from lcp_tune.tune.cluster import trial_gpus
+
+    config = ExperimentConfig().replace(**{"search.gpus_per_trial": given, "device": device})
+    assert trial_gpus(config, {"CPU": 16, "GPU": gpus}, side) == share
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_asha_stops_a_bad_candidate_early(tmp_path, local_ray):

@@ -157,7 +157,7 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
     if config.method in ("lcp", "random"):
         # random search is the baseline "best of N random compensations": no warm starts
         space = experiment_space(pruner, config, [identity, uniform] if config.method == "lcp" else [])
-        outcome = _search(config, exp, base, pruner, space, log, options, resume)
+        outcome = _search(config, exp, base, pruner, space, log, options, resume, max(data.input_shape[1:]))
         chosen = outcome.best_vector
     else:
         chosen = warm[config.method]
@@ -217,7 +217,7 @@ def _progress_log(log: Log, options: RunOptions) -> Log:
 
 
 def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, pruner: Pruner,
-            space: SearchSpace, log: Log, options: RunOptions, resume: bool):
+            space: SearchSpace, log: Log, options: RunOptions, resume: bool, input_side: int):
     """Run the Ray Tune search on a local Ray or the given cluster, then write trials.parquet."""
     from lcp_tune.tune.cluster import check_cluster, ray_session
     from lcp_tune.tune.tuner import run_search
@@ -228,6 +228,7 @@ def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, pr
     # ours again after ray.init (which installs its own SIGTERM handler) and after ray.shutdown
     # (which leaves the default one): the fine-tunes that follow must still be interruptions
     with catching_signals(), ray_session(options.address, options.dashboard, log), catching_signals():
+        config = _with_trial_gpus(config, input_side, log)
         check_cluster(config)
         # absolute: Ray runs each trial in its own working directory
         results, wall = run_search(config, exp.search_storage(), base.state_dict(), space,
@@ -242,6 +243,18 @@ def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, pr
     if outcome.num_errors:
         log(f"warning: {outcome.num_errors} of {outcome.num_trials} trials failed")
     return outcome
+
+
+def _with_trial_gpus(config: ExperimentConfig, input_side: int, log: Log) -> ExperimentConfig:
+    """The config with --gpus-per-trial resolved for this cluster (auto when not given)."""
+    import ray
+
+    from lcp_tune.tune.cluster import trial_gpus
+
+    share = trial_gpus(config, ray.cluster_resources(), input_side)
+    if config.search.gpus_per_trial is None and share:
+        log(f"trials: {share:g} GPU each (the default for {input_side}-pixel inputs; --gpus-per-trial changes it)")
+    return config.replace(**{"search.gpus_per_trial": share})
 
 
 def _write_analysis(exp: Experiment, log: Log) -> None:
