@@ -45,10 +45,14 @@ class CandidateEvaluator:
             pruner = build_pruner(config, model, self.data)
         self.pruner = pruner
         search = config.search
-        self.train_loader = self.data.loader("train", search.batch_size, shuffle=True, seed=config.seed)
+        # loader workers count against the trial's CPUs: the rest are its compute threads
+        workers = self.data.loader_workers(search.cpus_per_trial)
+        self.threads = self.data.compute_threads(search.cpus_per_trial)
+        self.train_loader = self.data.loader("train", search.batch_size, shuffle=True, seed=config.seed,
+                                             workers=workers)
         use_gpu = (search.gpus_per_trial or 0) > 0 and torch.cuda.is_available()   # None: auto, CPU here
         self.device = torch.device("cuda" if use_gpu else "cpu")
-        self.val_loader = self.data.loader("val", 256)
+        self.val_loader = self.data.loader("val", 256, workers=workers)
 
     def plan(self, vector: np.ndarray) -> Plan:
         return self.pruner.plan(vector, self.config.prune.budget, self.config.prune.resource)
@@ -61,7 +65,7 @@ class CandidateEvaluator:
         numbers), so two candidates differ only by their compensation, and the driver re-scoring
         a vector gets the trial's number.
         """
-        with torch_threads(self.config.search.cpus_per_trial):
+        with torch_threads(self.threads):
             return self._evaluate(vector, report)
 
     def _evaluate(self, vector: np.ndarray, report: Optional[Report]) -> dict:

@@ -141,7 +141,10 @@ class ExperimentConfig:
     val_fraction: float = setting(0.15, "Share of the training data held out for the search to score on.")  # of the training data, carved out for the search to score on
     subset: float = setting(1.0, "Share of the training data to use, in (0, 1].")  # fraction of the training data used (LeGR searches ImageNet on part)
     image_size: Optional[int] = setting(None, "Input side override (default: the dataset's standard size).")  # override a dataset's input side (None: its standard size)
-    workers: int = setting(0, "Data-loading worker processes.")  # data-loading processes (0: load in the training process)
+    # None: auto (DataSplits.loader_workers): none for in-memory tensors, else the owner's CPUs but one
+    workers: Optional[int] = setting(None, "Data-loading worker processes; default: none for in-memory tensors "
+                                           "(digits, IDX), else all but one of the CPUs a trial or fine-tune "
+                                           "owns (at most 8), taken from its compute threads.")  # data-loading processes (0: load in the training process)
     device: str = setting("auto", "Where base training, fine-tunes, BN recalibration, tests and export timing run: "
                           "auto (CUDA when present), cpu, cuda or cuda:N.")  # search trials: --gpus-per-trial
     seed: int = setting(0, "Seed for splits, base model, searcher and trials.")

@@ -346,3 +346,32 @@ def test_cub_bad_layouts(tmp_path):
                    missing, "cannot be decoded")
     shutil.rmtree(cub / "images")
     one_line_error(lambda: load("cub200", root), cub / "images", "CUB_200_2011/")
+
+
+def test_loader_workers_default_from_the_cpus_their_owner_has_and_count_against_them(tmp_path, monkeypatch):
+    """Auto (no --workers): none for in-memory tensors; for decoded images all CPUs but one (at
+    most 8), which the owner's compute threads give up; a given count always wins."""
+    import dataclasses
+
+    from lcp_tune.candidate import CandidateEvaluator
+    from lcp_tune.config import ExperimentConfig
+    from lcp_tune.data import load_data
+    from lcp_tune.models import build_model
+
+    digits = load_data("digits")
+    assert digits.workers is None and not digits.decodes
+    assert digits.loader_workers(8) == 0 and digits.compute_threads(8) == 8
+    images = load("cifar10", write_cifar10(tmp_path / "c"))
+    assert images.decodes and images.loader_workers(8) == 0      # 80 images: over before a worker starts
+    from lcp_tune.data import splits
+    monkeypatch.setattr(splits, "MIN_ITEMS_FOR_WORKERS", 1)       # as for the real 50,000
+    assert [images.loader_workers(c) for c in (1, 2, 4, 32)] == [0, 1, 3, 8]
+    assert [images.compute_threads(c) for c in (1, 2, 4, 32)] == [1, 1, 1, 24]
+    given = dataclasses.replace(images, workers=2)
+    assert given.loader_workers(32) == 2 and given.compute_threads(32) == 30
+    assert images.loader("train", 4, shuffle=True, workers=None).num_workers == images.loader_workers()
+
+    config = ExperimentConfig().replace(**{"data": "cifar10", "data_dir": str(tmp_path / "c"), "arch": "resnet20_tiny",
+                                           "search.cpus_per_trial": 4})
+    evaluator = CandidateEvaluator(config, build_model("resnet20_tiny", 10, 3).state_dict(), data=images)
+    assert evaluator.train_loader.num_workers == 3 and evaluator.threads == 1   # a 4-CPU trial: 3 decode, 1 computes

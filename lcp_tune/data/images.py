@@ -100,7 +100,7 @@ def _image_splits(train_read, train_labels, test_read, test_labels, transforms, 
     return DataSplits(ImageSplit(train_read, rest, train_labels[rest], train_tf),
                       ImageSplit(train_read, val, train_labels[val], eval_tf),
                       ImageSplit(test_read, np.arange(len(test_labels)), test_labels, eval_tf),
-                      num_classes, (3, size, size), tuple(classes))
+                      num_classes, (3, size, size), tuple(classes), decodes=True)
 
 
 def _root(data_dir: Optional[str], name: str, layout: str, inner: str) -> Path:

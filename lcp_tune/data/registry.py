@@ -45,7 +45,7 @@ def load_experiment_data(config) -> "DataSplits":
 
 
 def load_data(name: str, seed: int = 0, val_fraction: float = 0.15,
-              data_dir: Optional[str] = None, subset: float = 1.0, workers: int = 0,
+              data_dir: Optional[str] = None, subset: float = 1.0, workers: Optional[int] = None,
               image_size: Optional[int] = None) -> DataSplits:
     """Load a registered dataset with a seeded, class-stratified validation split.
 
@@ -57,7 +57,7 @@ def load_data(name: str, seed: int = 0, val_fraction: float = 0.15,
         subset: share of every class of the remaining training data kept, in (0, 1]; the
             validation split is carved first, so runs with different subsets score on the
             same images (LeGR searches ImageNet on a subset).
-        workers: loader worker processes.
+        workers: loader worker processes (None: DataSplits.loader_workers decides).
         image_size: side of the square input, to override the dataset's standard size.
 
     Example::
@@ -70,7 +70,7 @@ def load_data(name: str, seed: int = 0, val_fraction: float = 0.15,
         raise LcpTuneError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if not 0 < subset <= 1:
         raise LcpTuneError(f"subset must be in (0, 1], got {subset}")
-    if workers < 0:
+    if workers is not None and workers < 0:
         raise LcpTuneError(f"workers must be 0 or more, got {workers}")
     if image_size is not None and image_size < 8:
         raise LcpTuneError(f"image_size must be at least 8 pixels, got {image_size}")

@@ -28,6 +28,10 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from lcp_tune.errors import LcpTuneError
 
 
+MAX_AUTO_WORKERS = 8   # beyond this a loader rarely keeps up better, and each worker holds memory
+MIN_ITEMS_FOR_WORKERS = 2048   # below, a pass is over before workers have started (every pass restarts them)
+
+
 @dataclass(frozen=True)
 class DataSplits:
     """The three splits of one dataset plus what a model factory needs to know about it."""
@@ -38,7 +42,27 @@ class DataSplits:
     num_classes: int
     input_shape: tuple[int, int, int]  # (channels, height, width) of one sample
     classes: tuple[str, ...] = ()      # class names, index = label, where the dataset has them
-    workers: int = 0                   # loader worker processes (0: load in the main process)
+    workers: Optional[int] = None      # loader worker processes (0: in the main process; None: auto)
+    decodes: bool = False              # items are decoded / transformed on access (images): workers pay
+
+    def loader_workers(self, cpus: Optional[int] = None) -> int:
+        """Loader workers for a process that owns `cpus` CPUs (default: its torch threads).
+
+        Given ones win. Otherwise none for in-memory tensors or a small dataset, where starting
+        and feeding a worker costs more than it saves, and for decoded images all CPUs but the
+        one that computes (at most 8): the caller takes them from its compute threads
+        (`compute_threads`).
+        """
+        if self.workers is not None:
+            return self.workers
+        if not self.decodes or len(self.train) < MIN_ITEMS_FOR_WORKERS:
+            return 0
+        cpus = cpus if cpus is not None else torch.get_num_threads()
+        return min(MAX_AUTO_WORKERS, max(0, cpus - 1))
+
+    def compute_threads(self, cpus: int) -> int:
+        """The torch threads left to a process of `cpus` CPUs once its loader workers have theirs."""
+        return max(1, cpus - self.loader_workers(cpus))
 
     def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0,
                workers: Optional[int] = None) -> DataLoader:
@@ -48,7 +72,7 @@ class DataSplits:
         `loader.generator` replays the same batches and the same augmentations.
         """
         generator = torch.Generator().manual_seed(seed) if shuffle else None
-        workers = self.workers if workers is None else workers
+        workers = self.loader_workers() if workers is None else workers
         dataset = getattr(self, split)
         return _Loader(dataset, batch_size=batch_size, shuffle=shuffle,
                        generator=generator,

@@ -261,11 +261,11 @@ def _worker(loop: dict) -> None:
     config, ft = spec.config, spec.config.finetune
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    torch.set_num_threads(spec.threads)
     trust(spec.trusted)
     for factory in spec.data_factories.values():
         register_factory(factory)
     data = load_experiment_data(config)
+    torch.set_num_threads(data.compute_threads(spec.threads))   # loader workers count against the CPUs
     device = ray.train.torch.get_device()
     model = place(ray.get(loop["model"]), device)
     teacher = place(ray.get(loop["teacher"]), device).eval() if loop["teacher"] is not None else None
@@ -273,7 +273,7 @@ def _worker(loop: dict) -> None:
     sampler = DistributedSampler(data.train, num_replicas=world, rank=rank, shuffle=True, seed=config.seed,
                                  drop_last=True)
     train = DataLoader(data.train, batch_size=per_worker, sampler=sampler, drop_last=True,
-                       num_workers=data.workers, pin_memory=device.type == "cuda")
+                       num_workers=data.loader_workers(spec.threads), pin_memory=device.type == "cuda")
     torch.manual_seed(config.seed)
     sampler.set_epoch(-1)
     recalibrate_bn(model, train, config.search.bn_batches)   # the in-process fine-tune's start
