@@ -13,25 +13,28 @@ section 11), then `lcp_tune.run.finetune.finetune_model` twice: `finetune.distil
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from lcp_tune.candidate import build_pruner
-from lcp_tune.data import load_experiment_data
-from lcp_tune.run.base_model import obtain_base
-from lcp_tune.run.finetune import finetune_model
-from lcp_tune.run.settings import resolve_config
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/results_file.py beside this file
+
+from results_file import append_rows, read_rows  # noqa: E402
+
+from lcp_tune.candidate import build_pruner  # noqa: E402
+from lcp_tune.data import load_experiment_data  # noqa: E402
+from lcp_tune.run.base_model import obtain_base  # noqa: E402
+from lcp_tune.run.finetune import finetune_model  # noqa: E402
+from lcp_tune.run.settings import resolve_config  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     done_file = out / "rows.jsonl"
-    rows = [json.loads(line) for line in done_file.read_text().splitlines() if line.strip()] \
-        if done_file.is_file() else []
+    rows = read_rows(done_file)
     done = {(r["seed"], r["budget"], r["distill"]) for r in rows}
     for seed in args.seeds:
         config = resolve_config({"arch": args.arch, "data": args.data, "seed": seed, "subset": args.subset,
@@ -50,12 +53,15 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                 row = {"seed": seed, "budget": budget, "distill": distill, "test_acc": test.accuracy,
                        "flops_ratio": plan.flops_ratio, "epochs": run_config.finetune.epochs,
                        "seconds": time.time() - start, "test_images": len(data.test)}
-                with done_file.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                append_rows(done_file, [row])
                 rows.append(row)
-                print(f"seed {seed} budget {budget:g} distill {distill}: {test.accuracy * 100:.2f}% "
-                      f"({row['seconds']:.0f} s)", flush=True)
+                print(_line(row), flush=True)
     return pd.DataFrame(rows)
+
+
+def _line(row: dict) -> str:
+    return (f"seed {row['seed']} budget {row['budget']:g} distill {row['distill']}: "
+            f"{row['test_acc'] * 100:.2f}% ({row['seconds']:.0f} s)")
 
 
 def markdown(df: pd.DataFrame) -> str:

@@ -20,7 +20,6 @@ accuracy of the candidate it would pick, against uniform's.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,9 @@ from lcp_tune.run.base_model import obtain_base
 from lcp_tune.run.finetune import finetune_and_test
 from lcp_tune.run.settings import resolve_config
 from lcp_tune.training import evaluate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/results_file.py beside this file
+from results_file import append_rows, read_rows  # noqa: E402
 
 STEPS = (50, 100, 200, 300)
 LRS = (0.02, 0.05)
@@ -86,7 +88,7 @@ def objectives(config, data, pruner, vector: np.ndarray) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
     done = args.out / "rows.jsonl"
-    rows = [json.loads(line) for line in done.read_text().splitlines() if line.strip()] if done.is_file() else []
+    rows = read_rows(done)
     finished = {(r["seed"], r["budget"], r["candidate"]) for r in rows}
     for seed in args.seeds:
         for budget in args.budgets:
@@ -104,8 +106,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                 row = {"seed": seed, "budget": budget, "candidate": name, "test_acc": result["test_acc"],
                        "flops_ratio": result["flops_ratio"], "params_ratio": result["params_ratio"],
                        "vector": vector.tolist(), "run_s": time.time() - start, **obj}
-                with done.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                append_rows(done, [row])
                 rows.append(row)
                 print(f"seed {seed} budget {budget:g} {name}: test {result['test_acc'] * 100:.2f}%, "
                       f"loss@100 {obj['loss lr0.02@100']:.4f}, {row['run_s']:.0f}s", flush=True)
