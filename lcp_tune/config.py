@@ -125,7 +125,7 @@ class SearchConfig:
     cpus_per_trial: int = setting(1, "CPU threads per trial.")  # 2 one-thread trials beat 1 two-thread trial on small nets
     # None: auto (tune/cluster.trial_gpus), by input size on a cluster with GPUs, 0 without
     gpus_per_trial: Optional[float] = setting(None, "GPUs per trial (a fraction shares one GPU); default: none on "
-                                                    "a cluster without GPUs or with --device cpu, else 1/4 GPU for "
+                                                    "a cluster without GPUs or on a cpu device, else 1/4 GPU for "
                                                     "inputs up to 64 px, 1/2 up to 160 px, 1 above.")
     max_concurrent: int = setting(0, "Trials at once; 0 = what the resources fit.")  # 0: as many as the resources allow
     max_failures: int = 2        # retries of a trial whose worker died, then it is recorded failed
