@@ -56,7 +56,7 @@ def check_finetune_resources(config: ExperimentConfig, cluster: Optional[dict] =
     workers = config.finetune_workers
     if workers <= 1:
         return
-    cluster = cluster if cluster is not None else _local_resources(config)
+    cluster = cluster if cluster is not None else _local_resources()
     cpus, gpus = cluster.get("CPU", 0), cluster.get("GPU", 0)
     need = workers * config.finetune_cpus_per_worker
     if need > cpus:
@@ -68,7 +68,7 @@ def check_finetune_resources(config: ExperimentConfig, cluster: Optional[dict] =
                            f"cluster has {gpus:g} GPUs and {cpus:g} CPUs")
 
 
-def _local_resources(config: ExperimentConfig) -> dict:
+def _local_resources() -> dict:
     import ray
 
     if ray.is_initialized():
@@ -152,7 +152,7 @@ def _failure(label: str, exc: BaseException) -> BaseException:
     if isinstance(exc, (LcpTuneError, KeyboardInterrupt)):
         return exc
     cause = getattr(exc, "worker_failures", None) or getattr(exc, "__cause__", None)
-    message = str(exc) if isinstance(exc, LcpTuneError) else first_line(exc)
+    message = first_line(exc)
     for worker_exc in (cause.values() if isinstance(cause, dict) else []):
         message = str(worker_exc).strip().splitlines()[-1] or message
     return LcpTuneError(f"the Ray Train fine-tune of {label} failed: {message}")
