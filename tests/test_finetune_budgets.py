@@ -160,8 +160,12 @@ def test_a_multi_budget_search_writes_one_fine_tuned_model_per_budget(tmp_path):
     base = load_pruned(exp / "pruned")
     assert measure_cost(smaller, (1, 8, 8))[0] < measure_cost(base, (1, 8, 8))[0]   # a smaller network, saved
     assert (exp / "plots" / "budgets.png").stat().st_size > 1000
-    again = search("--resume", exp)
-    assert again.exit_code == 0 and "budget 0.3: already fine-tuned" in again.output, again.output
+    again = search("--resume", exp)   # everything done: the report, and no data or model loaded again
+    assert again.exit_code == 0 and "already finished" in again.output, again.output
+    assert "budget 0.3" not in again.output
+    (exp / "budgets.json").write_text(json.dumps({"budgets": rows[:1]}))   # as if stopped before 0.3 ended
+    again = search("--resume", exp, "--quiet")
+    assert again.exit_code == 0 and "budget 0.3: test accuracy" in again.output, again.output
 
 
 @pytest.mark.parametrize("args, message", [

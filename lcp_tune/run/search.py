@@ -95,7 +95,7 @@ def resume_search_experiment(folder: Path, log: Log = print, options: RunOptions
         report = read_json(exp.report_path)
         log(f"the search in {folder} has already finished; its report:")
         log(format_report(report))
-        if config.budgets:   # its other budgets may not all be fine-tuned yet
+        if _budgets_left(exp, config):   # its other budgets were not all fine-tuned before a stop
             with _as_interruption(exp):
                 finetune_budgets(exp.root, config.budgets, log, _progress_log(log, options),
                                  resume_hint=_resume_hint(exp))
@@ -122,6 +122,15 @@ def _as_interruption(exp: Experiment) -> Iterator[None]:
             yield
         except KeyboardInterrupt:
             raise interrupted("the run", _resume_hint(exp)) from None
+
+
+def _budgets_left(exp: Experiment, config: ExperimentConfig) -> bool:
+    """Whether --budgets has budgets not in budgets.json yet (read before loading any data)."""
+    if not config.budgets:
+        return False
+    path = exp.root / BUDGETS_FILE
+    done = {row["budget"] for row in read_json(path)["budgets"]} if path.is_file() else set()
+    return not set(config.budgets) <= done
 
 
 def _resume_hint(exp: Experiment) -> str:
