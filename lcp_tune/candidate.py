@@ -2,17 +2,21 @@
 
 Plain torch, no Ray: the Ray Tune trial wraps it, and benchmarks can loop over it directly.
 One evaluator is built per worker process and reused for every trial it runs (data loaders,
-traced structure and base weights are built once).
+traced structure and base weights are built once). With the search's decoded subsets
+(data/search_subsets.py) it reads no image file; every result says where its time went.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
 
 from .config import ExperimentConfig
 from .data import DataSplits, load_experiment_data
+from .data.search_subsets import SearchSubsets
 from .devices import place
 from .models import build_model
 from .pruning import Plan, Pruner
@@ -35,8 +39,10 @@ class CandidateEvaluator:
     """Scores compensation vectors for one experiment; build once per process."""
 
     def __init__(self, config: ExperimentConfig, base_state: Optional[dict] = None,
-                 data: Optional[DataSplits] = None, pruner: Optional[Pruner] = None):
-        """Give `pruner` (and `data`) where the caller already built them; else `base_state`."""
+                 data: Optional[DataSplits] = None, pruner: Optional[Pruner] = None,
+                 subsets: Optional[SearchSubsets] = None):
+        """Give `pruner` (and `data`) where the caller already built them; else `base_state`.
+        With `subsets`, trials train and validate on those decoded images, not on loaders."""
         self.config = config
         self.data = data or load_experiment_data(config)
         if pruner is None:
@@ -48,11 +54,16 @@ class CandidateEvaluator:
         # loader workers count against the trial's CPUs: the rest are its compute threads
         workers = self.data.loader_workers(search.cpus_per_trial)
         self.threads = self.data.compute_threads(search.cpus_per_trial)
-        self.train_loader = self.data.loader("train", search.batch_size, shuffle=True, seed=config.seed,
-                                             workers=workers)
         use_gpu = (search.gpus_per_trial or 0) > 0 and torch.cuda.is_available()   # None: auto, CPU here
         self.device = torch.device("cuda" if use_gpu else "cpu")
-        self.val_loader = self.data.loader("val", 256, workers=workers)
+        if subsets is not None:   # no loader workers to feed: every compute thread is the trial's
+            self.threads = search.cpus_per_trial
+            self.train_loader = subsets.train_batches(search.batch_size, config.seed, self.device)
+            self.val_loader = subsets.val_batches(256, self.device)
+        else:
+            self.train_loader = self.data.loader("train", search.batch_size, shuffle=True, seed=config.seed,
+                                                 workers=workers)
+            self.val_loader = self.data.loader("val", 256, workers=workers)
 
     def plan(self, vector: np.ndarray) -> Plan:
         return self.pruner.plan(vector, self.config.prune.budget, self.config.prune.resource)
@@ -70,28 +81,79 @@ class CandidateEvaluator:
 
     def _evaluate(self, vector: np.ndarray, report: Optional[Report]) -> dict:
         search = self.config.search
-        plan = self.plan(vector)
-        model = place(self.pruner.apply(plan), self.device)   # channels_last on CUDA, as to_device's inputs
+        clock = PhaseClock(self.device)
+        with clock("prune"):
+            plan = self.plan(vector)
+            model = place(self.pruner.apply(plan), self.device)   # channels_last on CUDA, as to_device's inputs
         # seeded after the surgery, whose once-per-process check draws random inputs: the
         # augmentations (drawn from torch's global generator) are then the same for every candidate
         torch.manual_seed(self.config.seed)
         self.train_loader.generator.manual_seed(self.config.seed)
-        recalibrate_bn(model, self.train_loader, search.bn_batches)
+        train_data = clock.reading(self.train_loader)
+        with clock("bn"):
+            recalibrate_bn(model, train_data, search.bn_batches)
         optimizer = sgd(model, search.lr)
-        batches = cycle(self.train_loader)
+        batches = cycle(train_data)
         step, result = 0, {}
         self.last_model = model   # the candidate being recovered, for callers that test it (benchmarks)
         for chunk in validation_chunks(self.config):
-            train_loss = train_steps(model, batches, chunk, optimizer) if chunk else float("nan")
+            with clock("steps"):
+                train_loss = train_steps(model, batches, chunk, optimizer) if chunk else float("nan")
             step += chunk
-            with torch.random.fork_rng(devices=[]):   # a loader draws its seed: keep the augmentations
-                val = evaluate(model, self.val_loader)
+            with torch.random.fork_rng(devices=[]), clock("val"):   # a loader draws its seed: keep the augmentations
+                val = evaluate(model, clock.reading(self.val_loader))
             result = {"val_loss": val.loss, "val_acc": val.accuracy, "train_loss": train_loss,
                       "step": step, "tau_hat": search.tau_hat, "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio,
-                      "keep": dict(zip(plan.group_names, plan.keep_counts.tolist()))}
+                      "keep": dict(zip(plan.group_names, plan.keep_counts.tolist())), **clock.times()}
             if report is not None:
                 report(result)
         return result
+
+
+PHASES = ("prune", "bn", "steps", "val")
+
+
+class PhaseClock:
+    """Where a trial's time goes: seconds in each phase so far (prune, bn, steps, val), and of
+    those the seconds spent waiting for data. Synchronises a GPU only at phase ends."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.spent = dict.fromkeys(PHASES + ("data",), 0.0)
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.spent[phase] += time.perf_counter() - start
+
+    def reading(self, batches: Iterable) -> Iterable:
+        """`batches`, with the time each next batch takes counted as data time."""
+        return _TimedBatches(batches, self.spent)
+
+    def times(self) -> dict[str, float]:
+        return {f"time_{phase}": round(seconds, 4) for phase, seconds in self.spent.items()}
+
+
+class _TimedBatches:
+    def __init__(self, batches: Iterable, spent: dict[str, float]):
+        self.batches, self.spent = batches, spent
+
+    def __iter__(self) -> Iterator:
+        iterator = iter(self.batches)
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                self.spent["data"] += time.perf_counter() - start
+                return
+            self.spent["data"] += time.perf_counter() - start
+            yield batch
 
 
 def validation_chunks(config: ExperimentConfig) -> list[int]:

@@ -120,6 +120,10 @@ class SearchConfig:
     report_every: int = 25       # steps between validations under asha, whose rungs they are (fifo: once)
     batch_size: int = 64
     bn_batches: int = 8          # BN recalibration batches before the steps (EagleEye)
+    # image files (CIFAR, ImageNet, CUB): decode the images trials train and validate on once, into
+    # uint8 arrays every trial on a node shares, augmented on tensors (data/search_subsets.py)
+    shared_data: bool = setting(True, "Decode the search's training subset and validation split once and share "
+                                      "them with every trial (image datasets; augmentation then runs on tensors).")
     bound: float = 2.0           # search range of each dimensionless shift: [-bound, bound]
     scale_bound: float = 1.0     # affine form: log(alpha) in [-scale_bound, scale_bound]
     cpus_per_trial: int = setting(1, "CPU threads per trial.")  # 2 one-thread trials beat 1 two-thread trial on small nets
@@ -139,6 +143,8 @@ class ExperimentConfig:
                         "package.module:factory returning (train, test[, val[, classes]]) Datasets.")
     data_dir: Optional[str] = setting(None, "Folder holding the dataset on disk (real datasets).")
     val_fraction: float = setting(0.15, "Share of the training data held out for the search to score on.")  # of the training data, carved out for the search to score on
+    # ImageNet's 15% would be 190,000 images a validation pass; 10 per class rank candidates as well
+    val_max: int = setting(10_000, "At most this many validation images, the same number per class; 0: no cap.")
     subset: float = setting(1.0, "Share of the training data to use, in (0, 1].")  # fraction of the training data used (LeGR searches ImageNet on part)
     image_size: Optional[int] = setting(None, "Input side override (default: the dataset's standard size).")  # override a dataset's input side (None: its standard size)
     # None: auto (DataSplits.loader_workers): none for in-memory tensors, else the owner's CPUs but one

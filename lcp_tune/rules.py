@@ -38,6 +38,7 @@ def _at_least(low: int) -> Rule:
 RULES: dict[str, Rule] = {
     "seed": _at_least(0),
     "val_fraction": _in(0, 1),
+    "val_max": _at_least(0),
     "subset": _in(0, 1, high_open=False),
     "image_size": Rule(lambda v: v >= 8, "an integer >= 8 (pixels)", integer=True),
     "workers": _at_least(0),

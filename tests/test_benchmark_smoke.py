@@ -84,3 +84,23 @@ def test_gpu_check_runs_as_written_at_its_smoke_size_on_cpu(tmp_path):
                                  capture_output=True, text=True, timeout=120)
         assert refused.returncode != 0 and "--device cuda" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+def test_data_path_benchmark_smoke(tmp_path):
+    """benchmarks/bench_data_path.py --smoke: generated JPEGs, both modes, every phase of every
+    trial in results.json, and the shared mode's subsets decoded once."""
+    import json
+
+    out = tmp_path / "data_path"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_data_path.py"), "--smoke",
+                             "--out", str(out)], capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list((out / "jpegs" / "train").rglob("*.JPEG"))) == 60
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["modes"]) == {"per-trial decoding", "shared"}
+    for entry in results["modes"].values():
+        assert len(entry["trials"]) == 2
+        for trial in entry["trials"]:
+            assert trial["data"] <= trial["bn"] + trial["steps"] + trial["val"] <= trial["wall"] + 1e-3
+    assert results["modes"]["per-trial decoding"]["decode_once_s"] < results["modes"]["shared"]["decode_once_s"]
+    assert "decoded 25 images" in result.stdout and "| shared |" in result.stdout

@@ -40,7 +40,8 @@ def test_every_help_default_is_the_configs(command, keys):
             shown = re.search(re.escape(flag) + r" .*?\[default: ([^\]]+)\]", text)
             # click shows a bool flag's default by its name: --baselines/--no-baselines -> "baselines"
             expected = (flag[2:] if default else f"no-{flag[2:]}") if isinstance(default, bool) else str(default)
-            assert shown and shown.group(1) == expected, (key, shown and shown.group(1))
+            # click wraps help at hyphens: "shared-\n data" reads "shared- data" once spaces are joined
+            assert shown and shown.group(1).replace("- ", "-") == expected, (key, shown and shown.group(1))
             checked += 1
     assert checked >= 3
 

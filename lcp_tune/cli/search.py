@@ -11,11 +11,11 @@ from lcp_tune.errors import LcpTuneError
 from .options import Command, config_options, fail, given, path_option
 from .prune import spread_values
 
-SEARCH_KEYS = ("arch", "data", "data_dir", "val_fraction", "subset", "image_size", "workers", "prune.budget",
+SEARCH_KEYS = ("arch", "data", "data_dir", "val_fraction", "val_max", "subset", "image_size", "workers", "prune.budget",
                "method", "search.space", "search.center", "search.num_samples", "search.tau_hat", "search.searcher",
                "search.scheduler", "prune.metric", "prune.form", "prune.safeguard", "seed", "checkpoint",
                "recipe", "finetune.epochs", "search.cpus_per_trial", "search.gpus_per_trial",
-               "search.max_concurrent", "device", "finetune.distill", "finetune.distill_temperature",
+               "search.max_concurrent", "search.shared_data", "device", "finetune.distill", "finetune.distill_temperature",
                "finetune.distill_weight", "baselines", "finetune_workers", "finetune_cpus_per_worker")
 
 

@@ -15,7 +15,8 @@ from .splits import DataSplits, stratified_split
 
 @DATASETS.register("digits")
 def load_digits_splits(seed: int = 0, val_fraction: float = 0.15,
-                       data_dir: Optional[str] = None, image_size: Optional[int] = None) -> DataSplits:
+                       data_dir: Optional[str] = None, image_size: Optional[int] = None,
+                       val_max: int = 0) -> DataSplits:
     """scikit-learn's 1,797 handwritten digits (8x8, 10 classes), shipped with the package.
 
     Kept at 8x8: the ResNets adapt to any size and the whole default search then fits in a few
@@ -30,7 +31,7 @@ def load_digits_splits(seed: int = 0, val_fraction: float = 0.15,
     images = digits.images.astype(np.float32) / 16.0
     labels = digits.target.astype(np.int64)
     trainval_idx, test_idx = stratified_split(labels, 0.2, seed=12345)
-    train_sub, val_sub = stratified_split(labels[trainval_idx], val_fraction, seed=seed)
+    train_sub, val_sub = stratified_split(labels[trainval_idx], val_fraction, seed=seed, max_total=val_max)
     train_idx, val_idx = trainval_idx[train_sub], trainval_idx[val_sub]
     mean, std = images[train_idx].mean(), images[train_idx].std()
     x = torch.from_numpy((images - mean) / std).unsqueeze(1)

@@ -175,12 +175,12 @@ def _eval_split(images: np.ndarray, labels: np.ndarray, mean: float, std: float,
 
 def _idx_splits(data_dir: Optional[str], name: str, folder_name: str, default_dir: Optional[str],
                 mean: float, std: float, classes: tuple[str, ...], seed: int, val_fraction: float,
-                image_size: Optional[int]) -> DataSplits:
+                image_size: Optional[int], val_max: int = 0) -> DataSplits:
     paths = _idx_paths(data_dir, name, folder_name, default_dir)
     train_x, train_y = _read_pair(paths[0], paths[1])
     test_x, test_y = _read_pair(paths[2], paths[3])
     size = image_size or SIDE
-    rest, val = stratified_split(train_y, val_fraction, seed)
+    rest, val = stratified_split(train_y, val_fraction, seed, val_max)
     # fancy indexing and copy() give writable arrays (np.frombuffer's are read-only views)
     train = IdxSplit(torch.from_numpy(train_x[rest]), train_y[rest], mean, std, CROP_PADDING, size)
     return DataSplits(train, _eval_split(train_x[val], train_y[val], mean, std, size),
@@ -189,7 +189,7 @@ def _idx_splits(data_dir: Optional[str], name: str, folder_name: str, default_di
 
 @DATASETS.register("fashion-mnist")
 def load_fashion_mnist(seed: int = 0, val_fraction: float = 0.15, data_dir: Optional[str] = None,
-                       image_size: Optional[int] = None) -> DataSplits:
+                       image_size: Optional[int] = None, val_max: int = 0) -> DataSplits:
     """Fashion-MNIST (Zalando; 28x28 grey, 10 classes, 60,000 + 10,000 images) from IDX files.
 
     `data_dir` holds the four official files, flat or in torchvision's FashionMNIST/raw/; without
@@ -202,15 +202,15 @@ def load_fashion_mnist(seed: int = 0, val_fraction: float = 0.15, data_dir: Opti
     """
     return _idx_splits(data_dir, "fashion-mnist", "FashionMNIST", FASHION_MNIST_DEFAULT_DIR,
                        FASHION_MNIST_MEAN, FASHION_MNIST_STD, FASHION_MNIST_CLASSES, seed, val_fraction,
-                       image_size)
+                       image_size, val_max)
 
 
 @DATASETS.register("mnist")
 def load_mnist(seed: int = 0, val_fraction: float = 0.15, data_dir: Optional[str] = None,
-               image_size: Optional[int] = None) -> DataSplits:
+               image_size: Optional[int] = None, val_max: int = 0) -> DataSplits:
     """MNIST (LeCun et al.; 28x28 handwritten digits) from `data_dir`, as fashion-mnist.
 
     `data_dir` is required (flat or torchvision's MNIST/raw/); normalised with mean 0.1307, std 0.3081.
     """
     return _idx_splits(data_dir, "mnist", "MNIST", None, MNIST_MEAN, MNIST_STD,
-                       tuple(str(c) for c in range(10)), seed, val_fraction, image_size)
+                       tuple(str(c) for c in range(10)), seed, val_fraction, image_size, val_max)

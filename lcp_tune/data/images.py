@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -16,6 +17,7 @@ from torch.utils.data import Dataset
 
 from .registry import DATASETS
 from .splits import DataSplits, stratified_split
+from .tensor_augment import TensorAugment
 from lcp_tune.errors import LcpTuneError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -30,11 +32,15 @@ class ImageSplit(Dataset):
     """One split of an image dataset: rows of a reader (index -> PIL image), labels, a transform.
 
     The train and validation splits share one reader over the training files and differ in
-    their rows and transform: validation uses the eval transform, never augmentation.
+    their rows and transform: validation uses the eval transform, never augmentation. `store`
+    is the part of the transform kept when the search decodes a split once into uint8 tensors
+    (search_subsets.py): the resize and crop before augmentation for training, the whole eval
+    transform but ToTensor and Normalize for validation.
     """
 
-    def __init__(self, read: Callable, rows: np.ndarray, targets: np.ndarray, transform: Callable):
-        self.read, self.rows, self.targets, self.transform = read, rows, targets, transform
+    def __init__(self, read: Callable, rows: np.ndarray, targets: np.ndarray, transform: Callable,
+                 store: Optional[Callable] = None):
+        self.read, self.rows, self.targets, self.transform, self.store = read, rows, targets, transform, store
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -43,7 +49,14 @@ class ImageSplit(Dataset):
         return self.transform(self.read(int(self.rows[i]))), int(self.targets[i])
 
     def select(self, keep: np.ndarray) -> "ImageSplit":
-        return ImageSplit(self.read, self.rows[keep], self.targets[keep], self.transform)
+        return ImageSplit(self.read, self.rows[keep], self.targets[keep], self.transform, self.store)
+
+    def stored(self, i: int) -> np.ndarray:
+        """Item `i` decoded and resized for a shared subset: uint8 (channels, height, width)."""
+        image = self.read(int(self.rows[i]))
+        if self.store is not None:
+            image = self.store(image)
+        return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
 
 
 class _ArrayReader:
@@ -76,31 +89,51 @@ class _FileReader:
                                "(bad images are not skipped, so every run sees the same data)") from None
 
 
-def _cifar_transforms(mean, std, size: int):
+@dataclass(frozen=True)
+class ImageRecipe:
+    """A dataset's transforms: PIL ones for loaders, and the same split in two for the search's
+    decoded subsets (what is stored as uint8, and the augmentation redone on tensors)."""
+
+    train: Callable
+    eval: Callable
+    train_store: Callable
+    eval_store: Callable
+    augment: TensorAugment
+
+
+def _cifar_transforms(mean, std, size: int) -> ImageRecipe:
     from torchvision import transforms as T
     resize = [T.Resize(size)] if size != 32 else []
     tail = [T.ToTensor(), T.Normalize(mean, std)]
-    train = T.Compose(resize + [T.RandomCrop(size, padding=max(1, size // 8)), T.RandomHorizontalFlip()] + tail)
-    return train, T.Compose(resize + tail)
+    padding = max(1, size // 8)
+    train = T.Compose(resize + [T.RandomCrop(size, padding=padding), T.RandomHorizontalFlip()] + tail)
+    store = T.Compose(resize)
+    return ImageRecipe(train, T.Compose(resize + tail), store, store,
+                       TensorAugment("pad_crop", size, tuple(mean), tuple(std), padding=padding))
 
 
-def _imagenet_transforms(size: int):
-    """torchvision's reference recipe: RandomResizedCrop + flip; Resize 256 + CenterCrop 224."""
+def _imagenet_transforms(size: int) -> ImageRecipe:
+    """torchvision's reference recipe: RandomResizedCrop + flip; Resize 256 + CenterCrop 224.
+
+    The decoded training subset keeps the centre 256 x 256 square (for 224) of each image,
+    where RandomResizedCrop then draws its boxes on tensors."""
     from torchvision import transforms as T
     tail = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    resized = round(size * 256 / 224)
     train = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip()] + tail)
-    return train, T.Compose([T.Resize(round(size * 256 / 224)), T.CenterCrop(size)] + tail)
+    crop = [T.Resize(resized), T.CenterCrop(size)]
+    return ImageRecipe(train, T.Compose(crop + tail), T.Compose([T.Resize(resized), T.CenterCrop(resized)]),
+                       T.Compose(crop), TensorAugment("resized_crop", size, IMAGENET_MEAN, IMAGENET_STD))
 
 
-def _image_splits(train_read, train_labels, test_read, test_labels, transforms, seed: int,
-                  val_fraction: float, num_classes: int, size: int, classes) -> DataSplits:
+def _image_splits(train_read, train_labels, test_read, test_labels, recipe: ImageRecipe, seed: int,
+                  val_fraction: float, num_classes: int, size: int, classes, val_max: int = 0) -> DataSplits:
     """Carve the validation split from the training files; it gets the eval transform."""
-    train_tf, eval_tf = transforms
-    rest, val = stratified_split(train_labels, val_fraction, seed)
-    return DataSplits(ImageSplit(train_read, rest, train_labels[rest], train_tf),
-                      ImageSplit(train_read, val, train_labels[val], eval_tf),
-                      ImageSplit(test_read, np.arange(len(test_labels)), test_labels, eval_tf),
-                      num_classes, (3, size, size), tuple(classes), decodes=True)
+    rest, val = stratified_split(train_labels, val_fraction, seed, val_max)
+    return DataSplits(ImageSplit(train_read, rest, train_labels[rest], recipe.train, recipe.train_store),
+                      ImageSplit(train_read, val, train_labels[val], recipe.eval, recipe.eval_store),
+                      ImageSplit(test_read, np.arange(len(test_labels)), test_labels, recipe.eval, recipe.eval_store),
+                      num_classes, (3, size, size), tuple(classes), decodes=True, augment=recipe.augment)
 
 
 def _root(data_dir: Optional[str], name: str, layout: str, inner: str) -> Path:
@@ -162,7 +195,7 @@ def _cifar_batch(path: Path, label_key: str, num_classes: int, layout: str) -> t
 
 
 def _cifar(data_dir, folder, train_files, test_file, meta_file, label_key, names_key,
-           num_classes, stats, seed, val_fraction, image_size) -> DataSplits:
+           num_classes, stats, seed, val_fraction, image_size, val_max) -> DataSplits:
     name = "cifar10" if num_classes == 10 else "cifar100"
     layout = (f"{folder}/ with {', '.join(train_files + [test_file, meta_file])} "
               "(torchvision's python format, as extracted from the official tar.gz)")
@@ -178,12 +211,12 @@ def _cifar(data_dir, folder, train_files, test_file, meta_file, label_key, names
     train_y = np.concatenate([b[1] for b in batches[:-1]])
     size = image_size or 32
     return _image_splits(_ArrayReader(train_x), train_y, _ArrayReader(batches[-1][0]), batches[-1][1],
-                         _cifar_transforms(*stats, size), seed, val_fraction, num_classes, size, classes)
+                         _cifar_transforms(*stats, size), seed, val_fraction, num_classes, size, classes, val_max)
 
 
 @DATASETS.register("cifar10")
 def load_cifar10(seed: int = 0, val_fraction: float = 0.15, data_dir: Optional[str] = None,
-                 image_size: Optional[int] = None) -> DataSplits:
+                 image_size: Optional[int] = None, val_max: int = 0) -> DataSplits:
     """CIFAR-10 from `data_dir`/cifar-10-batches-py (32x32, 10 classes, 50,000 + 10,000 images).
 
     Training: random crop 32 with 4 pixels of padding + horizontal flip; all splits normalised
@@ -191,15 +224,16 @@ def load_cifar10(seed: int = 0, val_fraction: float = 0.15, data_dir: Optional[s
     """
     return _cifar(data_dir, "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
                   "batches.meta", "labels", "label_names", 10, (CIFAR10_MEAN, CIFAR10_STD),
-                  seed, val_fraction, image_size)
+                  seed, val_fraction, image_size, val_max)
 
 
 @DATASETS.register("cifar100")
 def load_cifar100(seed: int = 0, val_fraction: float = 0.15, data_dir: Optional[str] = None,
-                  image_size: Optional[int] = None) -> DataSplits:
+                  image_size: Optional[int] = None, val_max: int = 0) -> DataSplits:
     """CIFAR-100 from `data_dir`/cifar-100-python (fine labels, 100 classes), as CIFAR-10."""
     return _cifar(data_dir, "cifar-100-python", ["train"], "test", "meta", "fine_labels",
-                  "fine_label_names", 100, (CIFAR100_MEAN, CIFAR100_STD), seed, val_fraction, image_size)
+                  "fine_label_names", 100, (CIFAR100_MEAN, CIFAR100_STD), seed, val_fraction, image_size,
+                  val_max)
 
 
 # --- ImageNet: ImageFolder train/ and val/ ------------------------------------------------
@@ -233,12 +267,13 @@ def _scan_class_folders(folder: Path, classes: Optional[list[str]] = None):
 
 @DATASETS.register("imagenet")
 def load_imagenet(seed: int = 0, val_fraction: float = 0.15, data_dir: Optional[str] = None,
-                  image_size: Optional[int] = None) -> DataSplits:
+                  image_size: Optional[int] = None, val_max: int = 0) -> DataSplits:
     """ImageNet (or any ImageFolder tree) from `data_dir`/train and `data_dir`/val.
 
     Classes are the sorted folder names of train/. Training: RandomResizedCrop 224 + flip; eval
     (validation carved from train/, and test = val/): Resize 256 + CenterCrop 224; ImageNet
-    mean and std. Lower `val_fraction` on the full set: 0.15 holds out 190,000 images.
+    mean and std. On the full set `val_max` (10,000 by default) caps the validation split at
+    10 images per class; 15% of it would be 190,000 images a pass.
     """
     root = _root(data_dir, "imagenet", IMAGENET_LAYOUT, ".")
     train_dir = _need(root / "train", f"{root} to hold {IMAGENET_LAYOUT}", folder=True)
@@ -247,7 +282,8 @@ def load_imagenet(seed: int = 0, val_fraction: float = 0.15, data_dir: Optional[
     _, test_paths, test_y = _scan_class_folders(test_dir, classes)
     size = image_size or 224
     return _image_splits(_FileReader(train_dir, train_paths), train_y, _FileReader(test_dir, test_paths),
-                         test_y, _imagenet_transforms(size), seed, val_fraction, len(classes), size, classes)
+                         test_y, _imagenet_transforms(size), seed, val_fraction, len(classes), size, classes,
+                         val_max)
 
 
 # --- CUB-200-2011 --------------------------------------------------------------------------
@@ -284,7 +320,7 @@ def _int_column(path: Path, table: dict[int, str], ids: list[int], allowed: Call
 
 @DATASETS.register("cub200")
 def load_cub200(seed: int = 0, val_fraction: float = 0.15, data_dir: Optional[str] = None,
-                image_size: Optional[int] = None) -> DataSplits:
+                image_size: Optional[int] = None, val_max: int = 0) -> DataSplits:
     """CUB-200-2011 (Bird-200) from the CUB_200_2011 folder (`data_dir` or its child).
 
     The official train/test split of train_test_split.txt; the 1-based class ids of
@@ -316,4 +352,5 @@ def load_cub200(seed: int = 0, val_fraction: float = 0.15, data_dir: Optional[st
     train_paths, test_paths = [p for p, t in zip(paths, is_train) if t], [p for p, t in zip(paths, is_train) if not t]
     return _image_splits(_FileReader(images_dir, train_paths), labels[is_train],
                          _FileReader(images_dir, test_paths), labels[~is_train], _imagenet_transforms(size),
-                         seed, val_fraction, num_classes, size, classes if len(classes) == num_classes else ())
+                         seed, val_fraction, num_classes, size, classes if len(classes) == num_classes else (),
+                         val_max)

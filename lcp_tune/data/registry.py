@@ -1,4 +1,4 @@
-"""Dataset registry: name -> factory(seed, val_fraction, data_dir, [image_size]) -> DataSplits.
+"""Dataset registry: name -> factory(seed, val_fraction, data_dir, [image_size], val_max) -> DataSplits.
 
 Registered names load built-in data; "package.module:factory" (or a factory registered from
 Python) loads a user's own datasets through user.py. `load_data` applies the settings every
@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Optional
 
+from lcp_tune.config import default_of
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.registry import Registry, drop_none
 
@@ -41,12 +42,12 @@ def list_datasets() -> list[str]:
 def load_experiment_data(config) -> "DataSplits":
     """The data of an ExperimentConfig (name, seed, validation split, subset, size, workers)."""
     return load_data(config.data, config.seed, config.val_fraction, config.data_dir, config.subset,
-                     config.workers, config.image_size)
+                     config.workers, config.image_size, config.val_max)
 
 
 def load_data(name: str, seed: int = 0, val_fraction: float = 0.15,
               data_dir: Optional[str] = None, subset: float = 1.0, workers: Optional[int] = None,
-              image_size: Optional[int] = None) -> DataSplits:
+              image_size: Optional[int] = None, val_max: Optional[int] = None) -> DataSplits:
     """Load a registered dataset with a seeded, class-stratified validation split.
 
     Args:
@@ -59,6 +60,8 @@ def load_data(name: str, seed: int = 0, val_fraction: float = 0.15,
             same images (LeGR searches ImageNet on a subset).
         workers: loader worker processes (None: DataSplits.loader_workers decides).
         image_size: side of the square input, to override the dataset's standard size.
+        val_max: at most this many validation images, the same number per class (0: no cap;
+            None: the config's default, 10,000).
 
     Example::
 
@@ -74,7 +77,11 @@ def load_data(name: str, seed: int = 0, val_fraction: float = 0.15,
         raise LcpTuneError(f"workers must be 0 or more, got {workers}")
     if image_size is not None and image_size < 8:
         raise LcpTuneError(f"image_size must be at least 8 pixels, got {image_size}")
-    splits = factory(seed=seed, val_fraction=val_fraction, data_dir=data_dir,
+    if val_max is None:
+        val_max = default_of("val_max")
+    if val_max < 0:
+        raise LcpTuneError(f"val_max must be 0 (no cap) or more, got {val_max}")
+    splits = factory(seed=seed, val_fraction=val_fraction, data_dir=data_dir, val_max=val_max,
                      **drop_none(image_size=image_size))
     if subset < 1:
         _, keep = stratified_split(labels_of(splits.train), subset, seed)

@@ -27,6 +27,8 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from lcp_tune.errors import LcpTuneError
 
+from .tensor_augment import TensorAugment
+
 
 MAX_AUTO_WORKERS = 8   # beyond this a loader rarely keeps up better, and each worker holds memory
 MIN_ITEMS_FOR_WORKERS = 2048   # below, a pass is over before workers have started (every pass restarts them)
@@ -44,6 +46,9 @@ class DataSplits:
     classes: tuple[str, ...] = ()      # class names, index = label, where the dataset has them
     workers: Optional[int] = None      # loader worker processes (0: in the main process; None: auto)
     decodes: bool = False              # items are decoded / transformed on access (images): workers pay
+    # the training augmentation on tensors: set where train and val are ImageSplits whose items
+    # the search can decode once and share (search_subsets.py); None for in-memory tensors
+    augment: Optional[TensorAugment] = None
 
     def loader_workers(self, cpus: Optional[int] = None) -> int:
         """Loader workers for a process that owns `cpus` CPUs (default: its torch threads).
@@ -74,14 +79,14 @@ class DataSplits:
         generator = torch.Generator().manual_seed(seed) if shuffle else None
         workers = self.loader_workers() if workers is None else workers
         dataset = getattr(self, split)
-        return _Loader(dataset, batch_size=batch_size, shuffle=shuffle,
+        return OneLineLoader(dataset, batch_size=batch_size, shuffle=shuffle,
                        generator=generator,
                        # a ragged last batch only for tiny sets, where dropping it leaves nothing
                        drop_last=shuffle and split == "train" and len(dataset) >= batch_size,
                        num_workers=workers, pin_memory=torch.cuda.is_available())
 
 
-class _Loader(DataLoader):
+class OneLineLoader(DataLoader):
     """A DataLoader whose worker errors stay one line (torch wraps them in a traceback)."""
 
     def __iter__(self):
@@ -96,14 +101,24 @@ class _Loader(DataLoader):
         del batches
         raise LcpTuneError(message)
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (rest, held_out) with `fraction` of every class held out, reproducibly."""
+def stratified_split(labels: np.ndarray, fraction: float, seed: int,
+                     max_total: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (rest, held_out) with `fraction` of every class held out, reproducibly.
+
+    `max_total` (0: none) caps the held-out rows at that many, the same number per class: 15% of
+    ImageNet is 190,000 images a validation pass, where 10 per class rank candidates as well.
+    A capped split is the first rows of the uncapped one, so a model trained without the
+    uncapped held-out rows never saw the capped ones either.
+    """
     rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per_class = max(1, max_total // max(1, len(classes))) if max_total else None
     held_out = []
-    for c in np.unique(labels):
+    for c in classes:
         idx = np.flatnonzero(labels == c)
         rng.shuffle(idx)
-        held_out.append(idx[: max(1, int(round(fraction * len(idx))))])
+        count = max(1, int(round(fraction * len(idx))))
+        held_out.append(idx[: count if per_class is None else min(count, per_class)])
     held = np.sort(np.concatenate(held_out))
     rest = np.setdiff1d(np.arange(len(labels)), held)
     return rest, held

@@ -61,7 +61,7 @@ def resolve_factory(spec: str) -> Callable[..., Any]:
 
 
 def user_splits(spec: str, seed: int = 0, val_fraction: float = 0.15, data_dir: Optional[str] = None,
-                image_size: Optional[int] = None) -> DataSplits:
+                image_size: Optional[int] = None, val_max: int = 0) -> DataSplits:
     """Call the factory named `spec`, check what it returned, and carve the validation split."""
     if image_size is not None:
         raise LcpTuneError(f"--image-size applies to built-in datasets; resize inside the factory {spec!r}")
@@ -78,7 +78,7 @@ def user_splits(spec: str, seed: int = 0, val_fraction: float = 0.15, data_dir: 
         if split is not None:
             _check_range(spec, name, train_labels if split is train else _labels(spec, name, split), num_classes)
     if val is None:
-        rest, held = stratified_split(train_labels, val_fraction, seed)
+        rest, held = stratified_split(train_labels, val_fraction, seed, val_max)
         train, val = select(train, rest), select(train, held)
     return DataSplits(train, val, test, num_classes, shape, tuple(str(c) for c in classes or ()))
 

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from lcp_tune.config import ExperimentConfig, TrainConfig
+from lcp_tune.config import ExperimentConfig, TrainConfig, default_of
 from lcp_tune.data import DataSplits, load_experiment_data
 from lcp_tune.data.user import is_user_data
 from lcp_tune.devices import device_name, on_device, resolve_device
@@ -80,6 +80,8 @@ def obtain_base(config: ExperimentConfig, data: DataSplits,
     settings = {"data_dir": config.data_dir, "image_size": config.image_size}
     if (config.val_fraction, config.subset) != (0.15, 1.0):
         settings.update(val_fraction=config.val_fraction, subset=config.subset)
+    if config.val_max != default_of("val_max"):   # the default's cap leaves every dataset but ImageNet-size ones alone
+        settings.update(val_max=config.val_max)
     if is_user_data(config.data):   # a name does not identify a user's data: never cache its model
         if log:
             log(f"training base model {config.arch} on {config.data} ({config.base_train.epochs} epochs)")

@@ -18,6 +18,7 @@ import torch
 from lcp_tune.candidate import CandidateEvaluator, build_pruner
 from lcp_tune.config import ExperimentConfig
 from lcp_tune.data import DataSplits, load_experiment_data
+from lcp_tune.data.search_subsets import SearchSubsets, search_subsets
 from lcp_tune.data.user import registered_factories
 from lcp_tune.devices import resolve_device
 from lcp_tune.errors import LcpTuneError
@@ -163,14 +164,17 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
     log(f"base model: test accuracy {base_test.accuracy:.4f}")
     warm = {"global": identity, "uniform": uniform}
     outcome = None
+    # image files: the images every candidate recovers and is scored on, decoded once for all
+    subsets = search_subsets(config, data, _progress_log(log, options))
     if config.method in ("lcp", "random"):
         # random search is the baseline "best of N random compensations": no warm starts
         space = experiment_space(pruner, config, [identity, uniform] if config.method == "lcp" else [])
-        outcome = _search(config, exp, base, pruner, space, log, options, resume, max(data.input_shape[1:]))
+        outcome = _search(config, exp, base, pruner, space, log, options, resume, max(data.input_shape[1:]), subsets)
         chosen = outcome.best_vector
     else:
         chosen = warm[config.method]
-    recovery = _recover(config, pruner, data, {config.method: chosen, **warm})
+    recovery = _recover(config, pruner, data, {config.method: chosen, **warm}, subsets)
+    del subsets   # the fine-tunes read the full training split through loaders
     names = [config.method] + (["global", "uniform"] if config.method == "lcp" and config.baselines else [])
     log(f"fine-tuning {', '.join(LABELS[n] for n in names)} ({config.finetune.epochs} epochs each)")
     vectors = {name: chosen if name == config.method else warm[name] for name in names}
@@ -206,13 +210,13 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
 
 
 def _recover(config: ExperimentConfig, pruner: Pruner, data: DataSplits,
-             vectors: dict[str, np.ndarray]) -> dict[str, dict]:
+             vectors: dict[str, np.ndarray], subsets: Optional[SearchSubsets] = None) -> dict[str, dict]:
     """Each candidate's search objective and its test accuracy right after the short recovery.
 
     Evaluated in this process exactly as a trial does (same seed and batches), so every method's
     report carries the objective of its own compensation and of both warm starts.
     """
-    evaluator = CandidateEvaluator(config, data=data, pruner=pruner)
+    evaluator = CandidateEvaluator(config, data=data, pruner=pruner, subsets=subsets)
     out = {}
     for name, vector in vectors.items():
         result = evaluator.evaluate(vector)
@@ -226,7 +230,8 @@ def _progress_log(log: Log, options: RunOptions) -> Log:
 
 
 def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, pruner: Pruner,
-            space: SearchSpace, log: Log, options: RunOptions, resume: bool, input_side: int):
+            space: SearchSpace, log: Log, options: RunOptions, resume: bool, input_side: int,
+            subsets: Optional[SearchSubsets] = None):
     """Run the Ray Tune search on a local Ray or the given cluster, then write trials.parquet."""
     from lcp_tune.tune.cluster import check_cluster, ray_session
     from lcp_tune.tune.tuner import run_search
@@ -242,7 +247,8 @@ def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, pr
         # absolute: Ray runs each trial in its own working directory
         results, wall = run_search(config, exp.search_storage(), base.state_dict(), space,
                                    exp.root.resolve() / "trial_cache", run_key, log=_progress_log(log, options),
-                                   resume=resume, data_factories=registered_factories(config.data))
+                                   resume=resume, data_factories=registered_factories(config.data),
+                                   subsets=subsets)
     table = write_trials(exp)   # the one writer of trials.parquet, from Ray Tune's record of the search
     ended = int(table["status"].isin([FINISHED, STOPPED, ERROR]).sum())
     if ended < config.search.num_samples:   # Tune returns from Ctrl-C as from a finished search

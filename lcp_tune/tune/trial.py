@@ -1,6 +1,7 @@
 """The Ray Tune trial: evaluate one compensation vector and report its validation result(s).
 
-Base weights reach every trial through the object store once (tune.with_parameters); each
+Base weights and the search's decoded subsets (uint8 arrays, read-only and shared by every
+trial on a node) reach the trials through the object store once (tune.with_parameters); each
 worker process builds its CandidateEvaluator once and reuses it (reuse_actors=True), since
 starting a process and importing torch costs ~3 s against ~0.1 s per reused trial.
 """
@@ -8,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from lcp_tune.candidate import CandidateEvaluator
 from lcp_tune.config import ExperimentConfig
+from lcp_tune.data.search_subsets import SearchSubsets
 from lcp_tune.errors import LcpTuneError, first_line
 from lcp_tune.searchers import SearchSpace
 from lcp_tune.store.files import atomic_write
@@ -42,7 +44,8 @@ class TrialContext:
     trusted: tuple[str, ...] = ()   # module:factory names the user gave: the worker may import them
 
 
-def lcp_trial(config: dict, context: TrialContext, base_state: dict) -> None:
+def lcp_trial(config: dict, context: TrialContext, base_state: dict,
+              subsets: Optional[SearchSubsets] = None) -> None:
     """One Ray Tune trial: evaluate the compensation in `config`, reporting each validation."""
     import torch
     from ray import tune
@@ -63,7 +66,7 @@ def lcp_trial(config: dict, context: TrialContext, base_state: dict) -> None:
         tune.report({**result, "replayed": False, "warm_start": tag})
 
     try:
-        _evaluator(context, base_state).evaluate(vector, report=report)
+        _evaluator(context, base_state, subsets).evaluate(vector, report=report)
     except Exception as exc:   # deterministic (bad data, a bug): reported, never retried
         # val_loss NaN: Tune requires the metric in every result; searchers drop non-finite losses
         tune.report({METRIC: float("nan"), TRIAL_ERROR: _error_line(exc), "error_log": _log_error(context),
@@ -72,14 +75,14 @@ def lcp_trial(config: dict, context: TrialContext, base_state: dict) -> None:
     cache.put(vector, reports)
 
 
-def _evaluator(context: TrialContext, base_state: dict) -> CandidateEvaluator:
+def _evaluator(context: TrialContext, base_state: dict, subsets: Optional[SearchSubsets]) -> CandidateEvaluator:
     """The worker's evaluator for this experiment, built on its first trial."""
     evaluator = _EVALUATORS.get(context.key)
     if evaluator is None:
         _EVALUATORS.clear()   # one experiment per worker at a time: free the previous one
         trust(context.trusted)
         _register_data_factories(context)
-        evaluator = _EVALUATORS[context.key] = CandidateEvaluator(context.config, base_state)
+        evaluator = _EVALUATORS[context.key] = CandidateEvaluator(context.config, base_state, subsets=subsets)
     return evaluator
 
 
@@ -111,8 +114,10 @@ def _register_data_factories(context: TrialContext) -> None:
 
 def build_trainable(config: ExperimentConfig, space: SearchSpace, base_state: dict, cache_dir: Path,
                     run_key: str, warm_names: tuple[str, ...] = (),
-                    data_factories: dict[str, Callable[..., Any]] | None = None):
-    """lcp_trial with its context and the base weights bound, and the resources of one trial."""
+                    data_factories: dict[str, Callable[..., Any]] | None = None,
+                    subsets: Optional[SearchSubsets] = None):
+    """lcp_trial with its context, the base weights and the decoded subsets bound, and the
+    resources of one trial."""
     from ray import tune
 
     warm = tuple((name, tuple(space.vector(point))) for name, point in zip(warm_names, space.warm_starts))
@@ -120,5 +125,6 @@ def build_trainable(config: ExperimentConfig, space: SearchSpace, base_state: di
     resources = {"cpu": config.search.cpus_per_trial}
     if config.search.gpus_per_trial:
         resources["gpu"] = config.search.gpus_per_trial
-    return tune.with_resources(tune.with_parameters(lcp_trial, context=context, base_state=base_state),
+    return tune.with_resources(tune.with_parameters(lcp_trial, context=context, base_state=base_state,
+                                                    subsets=subsets),
                                resources)

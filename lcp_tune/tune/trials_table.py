@@ -9,7 +9,8 @@ search wherever it is stored: the experiment folder, a shared folder or a pyarro
     one column per compensation value named after its group ("beta:layer1.0.conv1", ...),
     val_loss, val_acc, train_loss, flops_ratio, params_ratio, step, keep/<group> (kept channels),
     started_s (seconds after the first trial started), time_total_s, error (last line), then any
-    other scalar the trials reported.
+    other scalar the trials reported: time_prune, time_bn, time_steps, time_val (seconds in each
+    phase) and time_data (of those, seconds waiting for data).
 """
 from __future__ import annotations
 

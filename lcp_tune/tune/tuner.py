@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from lcp_tune.config import ExperimentConfig
+from lcp_tune.data.search_subsets import SearchSubsets
 from lcp_tune.errors import LcpTuneError, first_line
 from lcp_tune.searchers import SearchSpace, make_searcher
 from lcp_tune.store.signing import require_verified
@@ -21,7 +22,8 @@ from .trial import METRIC, MODE, build_trainable
 def run_search(config: ExperimentConfig, storage: str, base_state: dict, space: SearchSpace,
                cache_dir: Path, run_key: str, warm_names: tuple[str, ...] = ("identity", "uniform"),
                log: Callable[[str], None] = print, resume: bool = False,
-               data_factories: dict[str, Callable[..., Any]] | None = None) -> tuple[Any, float]:
+               data_factories: dict[str, Callable[..., Any]] | None = None,
+               subsets: Optional[SearchSubsets] = None) -> tuple[Any, float]:
     """Run (or resume) the Ray Tune search; return Ray's ResultGrid and the wall time.
 
     A search stopped by Ctrl-C returns too (Tune saves its state and stops): the caller tells
@@ -31,7 +33,7 @@ def run_search(config: ExperimentConfig, storage: str, base_state: dict, space: 
     search = config.search
     # snapshot often (the trial cache covers the last seconds); 0 races its own file sync
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "2"
-    trainable = build_trainable(config, space, base_state, cache_dir, run_key, warm_names, data_factories)
+    trainable = build_trainable(config, space, base_state, cache_dir, run_key, warm_names, data_factories, subsets)
     path = f"{storage.rstrip('/')}/search"   # as Experiment.search_path() reads it back
     done_before = 0
     if resume and _started(path):
