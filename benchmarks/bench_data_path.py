@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> dict:
                                "prune.budget": 0.5})
     torch.set_num_threads(args.cpus)
     data = load_experiment_data(config)
+    torch.manual_seed(0)   # an untrained network: only the time matters, but the same one every run
     model = build_model(config.arch, data.num_classes, data.input_shape[0])
     pruner = build_pruner(config, model, data)
     rng = np.random.default_rng(0)

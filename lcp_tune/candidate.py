@@ -56,6 +56,7 @@ class CandidateEvaluator:
         self.threads = self.data.compute_threads(search.cpus_per_trial)
         use_gpu = (search.gpus_per_trial or 0) > 0 and torch.cuda.is_available()   # None: auto, CPU here
         self.device = torch.device("cuda" if use_gpu else "cpu")
+        self.shared_data = subsets is not None
         if subsets is not None:   # no loader workers to feed: every compute thread is the trial's
             self.threads = search.cpus_per_trial
             self.train_loader = subsets.train_batches(search.batch_size, config.seed, self.device)
@@ -104,7 +105,8 @@ class CandidateEvaluator:
                 val = evaluate(model, clock.reading(self.val_loader))
             result = {"val_loss": val.loss, "val_acc": val.accuracy, "train_loss": train_loss,
                       "step": step, "tau_hat": search.tau_hat, "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio,
-                      "keep": dict(zip(plan.group_names, plan.keep_counts.tolist())), **clock.times()}
+                      "keep": dict(zip(plan.group_names, plan.keep_counts.tolist())),
+                      "shared_data": self.shared_data, **clock.times()}
             if report is not None:
                 report(result)
         return result

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
@@ -31,6 +32,10 @@ def test_train_search_finetune_export_reload(name, writer, size, tmp_path, local
     report = json.loads((exp / "report.json").read_text())
     assert report["num_trials"] == 2 and report["flops_ratio"] <= 0.5
     assert 0 <= report["pruned_test_acc"] <= 1
+    # the trials ran on the decoded subsets shipped through the object store, and timed each phase
+    trials = pd.read_parquet(exp / "trials.parquet")
+    assert {"time_prune", "time_bn", "time_steps", "time_val", "time_data"} <= set(trials.columns)
+    assert (trials.time_steps > 0).all() and trials.shared_data.all()
 
     exported = CliRunner().invoke(main, ["export", str(exp), "--format", "torchscript"])
     assert exported.exit_code == 0, exported.output

@@ -35,7 +35,7 @@ def config_for(name: str, root, **search) -> ExperimentConfig:
 
 
 @pytest.mark.parametrize("name", ["imagenet", "cifar10"])
-def test_validation_from_the_decoded_split_is_the_loaders_bit_for_bit(name, folders):
+def test_validation_from_the_decoded_split_is_the_loaders_to_float_rounding(name, folders):
     data = load_data(name, data_dir=str(folders[name]), image_size=SIZE if name == "imagenet" else None)
     subsets = decode_search_subsets(data, 10, seed=0, workers=0)
     assert subsets.val_images.dtype == np.uint8 and len(subsets.val_images) == len(data.val)

@@ -6,7 +6,7 @@ split. Through a DataLoader each trial decodes those JPEGs again, and on ImageNe
 of a trial. Here they are decoded once, in parallel, into two uint8 arrays: the training subset
 stored before its augmentation (resized and centre-cropped), redone on tensors per batch
 (tensor_augment.py, on the trial's GPU when it has one), and the validation split stored
-exactly as its eval transform leaves it, so validation is the loader's, bit for bit. The
+exactly as its eval transform leaves it, so validation sees the loader's images (to float rounding). The
 arrays are numpy so that Ray's object store shares one read-only copy per node among all the
 trials there (the tune layer ships them; nothing here knows Ray).
 """
@@ -79,8 +79,12 @@ class TensorBatches:
         order = torch.randperm(n, generator=self.generator) if self.train else torch.arange(n)
         cuda = self.device.type == "cuda"
         for b in range(len(self)):
-            rows = order[b * self.batch_size:(b + 1) * self.batch_size]
-            x, y = self.images[rows], self.labels[rows]
+            if self.train:
+                rows = order[b * self.batch_size:(b + 1) * self.batch_size]
+                x, y = self.images[rows], self.labels[rows]
+            else:                 # in order: a view, no copy of the uint8 images
+                x, y = self.images[b * self.batch_size:(b + 1) * self.batch_size], \
+                    self.labels[b * self.batch_size:(b + 1) * self.batch_size]
             if cuda:
                 x, y = x.pin_memory().to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             x = self.augment(x, self.generator) if self.train else self.augment.normalize(x)

@@ -43,10 +43,11 @@ class TensorAugment:
             raise ValueError(f"augmentation kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, C, H, W) -> float, scaled to [0, 1] and normalised (ToTensor + Normalize)."""
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
-        return (images.float().div_(255) - mean) / std
+        """uint8 (N, C, H, W) -> float, scaled to [0, 1] and normalised (ToTensor + Normalize),
+        in place on one new tensor: a validation batch of 256 at 224 px is 154 MB of floats."""
+        scale = 1 / (255 * torch.tensor(self.std, device=images.device).view(1, -1, 1, 1))
+        shift = 255 * torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
+        return images.float().sub_(shift).mul_(scale)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """A random augmentation of uint8 (N, C, H, W) images, normalised, `size` x `size`."""
@@ -63,7 +64,7 @@ class TensorAugment:
         x = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x - mean) / std
+        return x.sub_(mean).div_(std)
 
     def _shifts(self, n: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
         """Identity scale, an integer shift in [-padding, padding] on each axis."""

@@ -10,7 +10,8 @@ search wherever it is stored: the experiment folder, a shared folder or a pyarro
     val_loss, val_acc, train_loss, flops_ratio, params_ratio, step, keep/<group> (kept channels),
     started_s (seconds after the first trial started), time_total_s, error (last line), then any
     other scalar the trials reported: time_prune, time_bn, time_steps, time_val (seconds in each
-    phase) and time_data (of those, seconds waiting for data).
+    phase), time_data (of those, seconds waiting for data) and shared_data (whether the trial
+    read the search's decoded subsets rather than image files).
 """
 from __future__ import annotations
 
