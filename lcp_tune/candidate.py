@@ -25,14 +25,19 @@ from .training import cycle, evaluate, recalibrate_bn, sgd, torch_threads, train
 Report = Callable[[dict], None]
 
 
-def build_pruner(config: ExperimentConfig, model: torch.nn.Module, data: DataSplits) -> Pruner:
-    """The Pruner for an experiment's base model (taylor reads a few training batches)."""
+def build_pruner(config: ExperimentConfig, model: torch.nn.Module, data: DataSplits,
+                 latency: Optional[dict] = None) -> Pruner:
+    """The Pruner for an experiment's base model (taylor reads a few training batches), with
+    the driver's latency model (`to_dict()`) where the budget is latency."""
     batches = None
     if config.prune.metric == "taylor":
         loader = data.loader("train", config.search.batch_size, shuffle=True, seed=config.seed)
         batches = [b for _, b in zip(range(4), loader)]
-    return Pruner(model, data.input_shape, config.prune.metric, config.prune.form,
-                  config.prune.safeguard, config.prune.round_to, batches)
+    pruner = Pruner(model, data.input_shape, config.prune.metric, config.prune.form,
+                    config.prune.safeguard, config.prune.round_to, batches)
+    if latency is not None:
+        pruner.use_latency_model(latency)
+    return pruner
 
 
 class CandidateEvaluator:
@@ -40,15 +45,16 @@ class CandidateEvaluator:
 
     def __init__(self, config: ExperimentConfig, base_state: Optional[dict] = None,
                  data: Optional[DataSplits] = None, pruner: Optional[Pruner] = None,
-                 subsets: Optional[SearchSubsets] = None):
-        """Give `pruner` (and `data`) where the caller already built them; else `base_state`.
-        With `subsets`, trials train and validate on those decoded images, not on loaders."""
+                 subsets: Optional[SearchSubsets] = None, latency: Optional[dict] = None):
+        """Give `pruner` (and `data`) where the caller already built them; else `base_state`
+        (and, for a latency budget, the driver's `latency` model). With `subsets`, trials
+        train and validate on those decoded images, not on loaders."""
         self.config = config
         self.data = data or load_experiment_data(config)
         if pruner is None:
             model = build_model(config.arch, self.data.num_classes, self.data.input_shape[0])
             model.load_state_dict(base_state)
-            pruner = build_pruner(config, model, self.data)
+            pruner = build_pruner(config, model, self.data, latency)
         self.pruner = pruner
         search = config.search
         # loader workers count against the trial's CPUs: the rest are its compute threads

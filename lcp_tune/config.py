@@ -39,11 +39,15 @@ def default_of(key: str) -> Any:
 @dataclass(frozen=True)
 class PruneConfig:
     budget: float = setting(0.15, "Fraction of the base cost (FLOPs) to keep, in (0, 1).")  # fraction of the base FLOPs kept (default: where methods differ, BENCHMARKS.md)
-    resource: str = setting("flops", "What the budget counts: flops or params.")
+    resource: str = setting("flops", "What the budget counts: flops, params, or latency measured on --device.")
     metric: str = setting("l2", "Channel metric (see `lcp-tune list`).")  # sum of squared filter weights, the papers' default
     form: str = setting("additive", "Compensation form: additive (LCP) or affine (LeGR).")  # LCP's beta per group; "affine" is LeGR's alpha, kappa
     safeguard: float = setting(0.1, "Minimum kept fraction of every channel group, in [0, 1).")  # LeGR's floor: every group keeps >= 10% (and >= 1 channel)
     round_to: int = setting(1, "Round kept widths up to multiples of this (8 for GPUs).")  # keep counts rounded up to a multiple (8 for GPUs)
+    # --resource latency: what the latency model is measured at (on --device); edge inference is
+    # often one image on one core, so that is the default
+    latency_batch: int = setting(1, "Batch size latency is measured at (--resource latency).")
+    latency_threads: int = setting(1, "CPU threads latency is measured with (--resource latency).")
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ RULES: dict[str, Rule] = {
     "prune.budget": _in(0, 1),
     "prune.safeguard": _in(0, 1, low_open=False),
     "prune.round_to": _at_least(1),
+    "prune.latency_batch": _at_least(1),
+    "prune.latency_threads": _at_least(1),
     "search.num_samples": _at_least(1),
     "search.tau_hat": _at_least(0),
     "search.lr": _in(0, 10),

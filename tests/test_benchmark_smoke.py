@@ -104,3 +104,23 @@ def test_data_path_benchmark_smoke(tmp_path):
             assert trial["data"] <= trial["bn"] + trial["steps"] + trial["val"] <= trial["wall"] + 1e-3
     assert results["modes"]["per-trial decoding"]["decode_once_s"] < results["modes"]["shared"]["decode_once_s"]
     assert "decoded 25 images" in result.stdout and "| shared |" in result.stdout
+
+
+def test_latency_benchmark_smoke(tmp_path):
+    """benchmarks/bench_latency.py --smoke: a real latency model timed on this CPU, an unreachable
+    budget named with the smallest reachable fraction, a pruned network timed against its base,
+    and a second sitting that redoes nothing."""
+    import json
+
+    out = tmp_path / "latency"
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_latency.py"), "--smoke", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    assert [r["budget"] for r in rows] == [0.1, 0.95]
+    assert "smallest reachable" in rows[0]["unreachable"]
+    timed = rows[1]
+    assert 0.94 <= timed["predicted"] <= 0.95 and timed["latency_ms"] > 0 and timed["base_latency_ms"] > 0
+    assert "| resnet20_tiny 16 px | 1 |" in (out / "latency_table.md").read_text()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert again.returncode == 0 and "measuring latency" not in again.stdout

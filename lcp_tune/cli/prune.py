@@ -74,11 +74,18 @@ class _MultiValueCommand(Command):
               help=help_of("prune.safeguard"))
 @click.option("--round-to", type=int, default=default_of("prune.round_to"), show_default=True,
               help=help_of("prune.round_to"))
+@click.option("--device", default=default_of("device"), show_default=True,
+              help="Where --resource latency is measured: auto, cpu, cuda or cuda:N.")
+@click.option("--latency-batch", type=int, default=default_of("prune.latency_batch"), show_default=True,
+              help=help_of("prune.latency_batch"))
+@click.option("--latency-threads", type=int, default=default_of("prune.latency_threads"), show_default=True,
+              help=help_of("prune.latency_threads"))
 @click.option("--data", help="Dataset for the taylor metric's batches (default: the compensation file's).")
 @click.option("--data-dir", help="Folder holding that dataset on disk.")
 def prune(arch: Optional[str], checkpoint: Optional[Path], compensation: Optional[Path], budgets: tuple[float, ...],
           out: Path, input_shape: tuple[int, ...], num_classes: int, metric: Optional[str], form: Optional[str],
-          resource: str, safeguard: float, round_to: int, data: Optional[str], data_dir: Optional[str]) -> None:
+          resource: str, safeguard: float, round_to: int, device: str, latency_batch: int, latency_threads: int,
+          data: Optional[str], data_dir: Optional[str]) -> None:
     """Prune a base model to every budget with one compensation; write DIR/budget-<b>/ each."""
     from lcp_tune.run.prune_many import PruneRequest, prune_to_budgets
 
@@ -87,7 +94,8 @@ def prune(arch: Optional[str], checkpoint: Optional[Path], compensation: Optiona
         if arch is None and compensation is None:
             raise LcpTuneError("--arch is required when no --compensation file names the architecture")
         request = PruneRequest(arch, tuple(budgets), out, checkpoint, compensation, num_classes,
-                               tuple(input_shape) or None, metric, form, resource, safeguard, round_to)
+                               tuple(input_shape) or None, metric, form, resource, safeguard, round_to,
+                               device=device, latency_batch=latency_batch, latency_threads=latency_threads)
         if (metric or _file_metric(compensation)) == "taylor":
             request = _with_taylor_batches(request, data or _file_field(compensation, "data"), data_dir)
         prune_to_budgets(request, log=click.echo)

@@ -13,7 +13,8 @@ from .prune import spread_values
 
 SEARCH_KEYS = ("arch", "data", "data_dir", "val_fraction", "val_max", "subset", "image_size", "workers", "prune.budget",
                "method", "search.space", "search.center", "search.num_samples", "search.tau_hat", "search.searcher",
-               "search.scheduler", "prune.metric", "prune.form", "prune.safeguard", "seed", "checkpoint",
+               "search.scheduler", "prune.metric", "prune.form", "prune.safeguard", "prune.resource", "prune.round_to",
+               "prune.latency_batch", "prune.latency_threads", "seed", "checkpoint",
                "recipe", "finetune.epochs", "search.cpus_per_trial", "search.gpus_per_trial",
                "search.max_concurrent", "search.shared_data", "device", "finetune.distill", "finetune.distill_temperature",
                "finetune.distill_weight", "baselines", "finetune_workers", "finetune_cpus_per_worker")

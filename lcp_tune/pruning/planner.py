@@ -8,6 +8,7 @@ evaluations. The result is exactly the greedy's, ties broken by a stable sort.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -30,6 +31,12 @@ class Plan:
     base_params: int
     budget: float
     resource: str
+    latency: Optional[float] = None        # predicted seconds per batch, where a latency model is attached
+    base_latency: Optional[float] = None
+
+    @property
+    def latency_ratio(self) -> Optional[float]:
+        return None if self.latency is None or not self.base_latency else self.latency / self.base_latency
 
     @property
     def keep_counts(self) -> np.ndarray:
@@ -198,6 +205,8 @@ def make_plan(scores: list[np.ndarray], keep: np.ndarray, cost: CostModel, budge
         else:
             ranked = ranked[:k]
         kept.append(tuple(np.sort(ranked).tolist()))
+    latency = (float(cost.latency.predict(keep)), cost.base["latency"]) if cost.latency is not None else (None, None)
     return Plan(tuple(structure.group_names), tuple(int(n) for n in structure.group_sizes), tuple(kept),
                 int(round(float(cost.flops(keep)))), int(round(float(cost.params(keep)))),
-                int(round(cost.base["flops"])), int(round(cost.base["params"])), float(budget), resource)
+                int(round(cost.base["flops"])), int(round(cost.base["params"])), float(budget), resource,
+                *latency)

@@ -5,7 +5,7 @@ vector -> scores -> plan -> (optionally) surgery + check.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from torch import nn
@@ -13,7 +13,8 @@ from torch import nn
 from .compensation import COMPENSATIONS, pooled_scale
 from .groups import trace_structure
 from .metrics import Batches, channel_metrics
-from .planner import Plan, check_budget, plan_keep
+from .latency import LatencyModel, LatencySettings, Measure, build_latency_model
+from .planner import Plan, check_budget, group_steps, make_plan, min_keep, plan_keep, round_up
 from .resources import CostModel
 from .check import verify_pruned
 from .surgery import prune_model
@@ -88,6 +89,34 @@ class Pruner:
             verify_pruned(pruned, self.structure, self.cost, plan, base=base)
             self._equivalence_checked = True
         return pruned
+
+    def measure_latency_model(self, settings: LatencySettings, log: Callable[[str], None] = lambda s: None,
+                              measure: Optional[Measure] = None) -> LatencyModel:
+        """Time this network's layers on the target device and make "latency" a resource of
+        this pruner (a minute on ResNet-20, more on ResNet-50: callers cache `to_dict()`).
+        `measure(module, input) -> seconds` replaces the stopwatch (benchmarks, tests)."""
+        model = build_latency_model(self.model, self.cost, self.structure.input_shape, settings,
+                                    self._uniform_copy, log, measure)
+        self.cost.attach_latency(model)
+        return model
+
+    def use_latency_model(self, stored: dict, settings: Optional[LatencySettings] = None) -> LatencyModel:
+        """Make "latency" a resource from a stored model; PruningError when it is not this
+        network's or (given `settings`) was measured under other settings."""
+        model = LatencyModel.from_dict(stored, self.cost, settings)
+        self.cost.attach_latency(model)
+        return model
+
+    def _uniform_copy(self, fraction: float):
+        """The base with every group at `fraction` of its width (safeguard and rounding applied)."""
+        sizes = self.structure.group_sizes
+        steps = group_steps(self.structure, self.round_to)
+        keep = round_up(np.maximum(min_keep(sizes, self.safeguard, steps), np.ceil(fraction * sizes).astype(np.int64)),
+                        sizes, steps)
+        if np.array_equal(keep, sizes):
+            return self.model, keep
+        plan = make_plan(self.metrics, keep, self.cost, 1.0, "flops")
+        return self.apply(plan, check=False), keep
 
     @property
     def excluded(self) -> dict[str, str]:

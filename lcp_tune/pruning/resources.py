@@ -14,7 +14,7 @@ from torch import nn
 from .errors import PruningError
 from .groups import CONV_TYPES, ChannelStructure
 
-RESOURCES = ("flops", "params")
+RESOURCES = ("flops", "params", "latency")   # latency: a measured model (latency.py), attached
 
 
 class CostModel:
@@ -61,6 +61,12 @@ class CostModel:
         self.fixed = float(sum(l.fixed_params for l in layers))
         full = structure.group_sizes.astype(float)
         self.base = {"flops": float(self.flops(full)), "params": float(self.params(full))}
+        self.latency = None   # a LatencyModel, once measured for a device (attach_latency)
+
+    def attach_latency(self, model) -> None:
+        """Make "latency" a resource: predicted seconds per batch from a measured LatencyModel."""
+        self.latency = model
+        self.base["latency"] = float(model.predict(self.structure.group_sizes.astype(float)))
 
     def widths(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(in, out) width of every layer; `keep` is (L,) or (B, L)."""
@@ -80,6 +86,11 @@ class CostModel:
             return self.flops(keep)
         if resource == "params":
             return self.params(keep)
+        if resource == "latency":
+            if self.latency is None:
+                raise PruningError("resource 'latency' needs a latency model measured on the target device "
+                                   "(Pruner.attach_latency)")
+            return self.latency.predict(keep)
         raise PruningError(f"unknown resource {resource!r}: must be one of {', '.join(RESOURCES)}")
 
     def expected_widths(self, keep: np.ndarray) -> dict[str, tuple[int, int]]:

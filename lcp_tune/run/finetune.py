@@ -87,7 +87,8 @@ def finetune_ray_session(config: ExperimentConfig, address: Optional[str] = None
 def _result(plan, test: EvalResult) -> dict:
     return {"test_acc": test.accuracy, "test_top5": test.top5, "test_loss": test.loss,
             "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio, "flops": plan.flops,
-            "params": plan.params, "keep": dict(zip(plan.group_names, plan.keep_counts.tolist())), "plan": plan}
+            "params": plan.params, "keep": dict(zip(plan.group_names, plan.keep_counts.tolist())), "plan": plan,
+            **({"latency_ratio": plan.latency_ratio} if plan.latency_ratio is not None else {})}
 
 
 def _finetune_on_ray(pruned: dict, pruner: Pruner, config: ExperimentConfig, data: DataSplits,

@@ -29,6 +29,7 @@ from lcp_tune.store.experiment import Experiment
 from lcp_tune.store.files import read_json, write_json
 from lcp_tune.store.pruned_io import save_pruned
 
+from .latency import prepare_latency
 from .finetune import finetune_many, finetune_ray_session
 from .interrupts import catching_signals, interrupted
 
@@ -56,6 +57,7 @@ def finetune_budgets(folder: Path, budgets: Sequence[float], log: Log = print, p
     base = build_model(config.arch, data.num_classes, data.input_shape[0])
     load_into(base, load_state_dict(exp.base_path), str(exp.base_path), config.arch)
     pruner = build_pruner(config, base, data)
+    prepare_latency(pruner, config, log, exp.root)   # a latency budget: the search's own model
     record = read_compensation(exp.compensation_path)
     check_fits(record, config.arch, file_hash(exp.base_path))
     vector = compensation_vector(record, pruner.form.param_names(pruner.group_names))

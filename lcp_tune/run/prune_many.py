@@ -11,7 +11,10 @@ from lcp_tune.pruning import COMPENSATIONS, METRICS, Pruner
 from lcp_tune.pruning.planner import check_budget
 from lcp_tune.store.checkpoints import file_hash, load_into, load_state_dict
 from lcp_tune.store.compensation_file import check_fits, compensation_vector, read_compensation
+from lcp_tune.rules import check_value
 from lcp_tune.store.pruned_io import save_pruned
+
+from .latency import attach_latency, latency_line, latency_settings, measured_latency
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class PruneRequest:
     safeguard: float = 0.1
     round_to: int = 1
     batches: object = None        # training batches for the taylor metric
+    device: str = "auto"          # --resource latency: measured there, at this batch and thread count
+    latency_batch: int = 1
+    latency_threads: int = 1
 
 
 def prune_to_budgets(req: PruneRequest, log: Callable[[str], None] = lambda s: None) -> list[Path]:
@@ -59,15 +65,25 @@ def prune_to_budgets(req: PruneRequest, log: Callable[[str], None] = lambda s: N
     pruner = Pruner(model, input_shape, metric, form, req.safeguard, req.round_to, req.batches)
     names = pruner.form.param_names(pruner.group_names)
     vector = compensation_vector(record, names) if record else pruner.identity()
+    settings = None
+    if req.resource == "latency":
+        for key, value in (("prune.latency_batch", req.latency_batch), ("prune.latency_threads", req.latency_threads)):
+            check_value(key, value)
+        settings = latency_settings(req.device, req.latency_batch, req.latency_threads)
+        attach_latency(pruner, arch, settings, log)
     plans = [pruner.plan(vector, b, req.resource) for b in req.budgets]
     extra = {"metric": metric, "form": form, "base_checkpoint_sha256": ckpt_hash,
              "compensation": str(req.compensation) if req.compensation else None}
     folders = []
     for budget, plan in zip(req.budgets, plans):
-        folder = save_pruned(Path(req.out) / f"budget-{budget:g}", pruner.apply(plan), plan, arch,
-                             req.num_classes, input_shape, extra)
+        pruned = pruner.apply(plan)
+        measured = measured_latency(model, pruned, input_shape, settings) if settings else None
+        latency = {"latency": {"predicted_ratio": plan.latency_ratio, **measured,
+                               "settings": pruner.cost.latency.key}} if measured else {}
+        folder = save_pruned(Path(req.out) / f"budget-{budget:g}", pruned, plan, arch,
+                             req.num_classes, input_shape, {**extra, **latency})
         log(f"budget {budget:g}: {plan.flops_ratio:.4f} of the FLOPs, {plan.params_ratio:.4f} of the "
-            f"parameters -> {folder}")
+            f"parameters" + (f", {latency_line(plan, measured)}" if measured else "") + f" -> {folder}")
         folders.append(folder)
     return folders
 

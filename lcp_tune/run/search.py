@@ -38,10 +38,12 @@ from .base_model import obtain_base
 from .finetune import finetune_many, finetune_ray_session, test_accuracy
 from .finetune_budgets import BUDGETS_FILE, check_budgets, finetune_budgets, run_budgets
 from .interrupts import catching_signals, interrupted
+from .latency import LATENCY_FILE, latency_ms, prepare_latency, report_settings
 from .report import LABELS, build_report, format_report
 from .validate import validate_config
 
 Log = Callable[[str], None]
+MEASURE_S = 0.25   # timing of each final network for the report: a median over at least this long
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,11 @@ def run_search_experiment(config: ExperimentConfig, out: Optional[Path] = None, 
         check_finetune_resources(config)
     data = load_experiment_data(config)
     base, _ = obtain_base(config, data, _progress_log(log, options))   # a bad checkpoint fails before any folder
-    pruner, identity, uniform = _prepare(config, base, data)            # so does an unreachable budget
+    pruner, identity, uniform = _prepare(config, base, data, log)       # so does an unreachable budget
     exp = open_experiment(out, config)
     log(f"experiment folder: {exp.root}")
+    if pruner.cost.latency is not None:   # resumes and later fine-tunes plan with this very model
+        write_json(exp.root / LATENCY_FILE, pruner.cost.latency.to_dict())
     save_state_dict(base, exp.base_path)
     storage = f"{options.storage.rstrip('/')}/{exp.root.name}" if options.storage else None
     write_json(exp.run_path, {"storage": storage, "search_keys": {}})
@@ -110,7 +114,7 @@ def resume_search_experiment(folder: Path, log: Log = print, options: RunOptions
     data = load_experiment_data(config)
     base = load_into(build_model(config.arch, data.num_classes, data.input_shape[0]),
                      load_state_dict(exp.base_path), str(exp.base_path), config.arch)
-    pruner, identity, uniform = _prepare(config, base, data)
+    pruner, identity, uniform = _prepare(config, base, data, log, exp.root)
     with _as_interruption(exp):
         return _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, options, resume=True)
 
@@ -149,9 +153,12 @@ def _preflight(options: RunOptions) -> None:
         check_reachable(options.address)
 
 
-def _prepare(config: ExperimentConfig, base: torch.nn.Module, data: DataSplits):
-    """The pruner and the two warm starts; plans identity once so a bad budget fails early."""
+def _prepare(config: ExperimentConfig, base: torch.nn.Module, data: DataSplits, log: Log,
+             folder: Optional[Path] = None):
+    """The pruner (with its latency model for a latency budget) and the two warm starts; plans
+    identity once so a bad budget fails early."""
     pruner = build_pruner(config, base, data)
+    prepare_latency(pruner, config, log, folder)
     identity = pruner.identity()
     pruner.plan(identity, config.prune.budget, config.prune.resource)
     check_budgets(pruner, identity, config.budgets, config)   # every --budgets reachable, before any work
@@ -182,6 +189,8 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
         finished = finetune_many(pruner, vectors, config, data, _progress_log(log, options),
                                  exp.root / "finetune", registered_factories(config.data))
     methods = {}
+    timing = report_settings(config)
+    base_ms = latency_ms(base, data.input_shape, timing, MEASURE_S)
     for name in names:
         model, result = finished[name]
         plan = result.pop("plan")
@@ -189,10 +198,13 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
             final = (model, plan)
         result["gap"] = base_test.accuracy - result["test_acc"]
         result.update(recovery[name])
+        pruned_ms = latency_ms(model, data.input_shape, timing, MEASURE_S)
+        result.update(latency_ms=pruned_ms, measured_latency_ratio=pruned_ms / base_ms)
         methods[name] = result
     if outcome is not None:   # the search's own number for its best trial
         methods[config.method]["search_objective"] = outcome.best_objective
-    report = build_report(config, base_test.accuracy, methods, outcome, recovery, len(data.test))
+    report = build_report(config, base_test.accuracy, methods, outcome, recovery, len(data.test),
+                          {"base_latency_ms": base_ms, "settings": timing.key()})
     # the final artefacts only once every fine-tune has finished: an interruption leaves none
     write_compensation(exp.compensation_path, pruner, chosen, config, file_hash(exp.base_path))
     save_pruned(exp.pruned_dir, *final, config.arch, data.num_classes, data.input_shape)
@@ -248,7 +260,8 @@ def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, pr
         results, wall = run_search(config, exp.search_storage(), base.state_dict(), space,
                                    exp.root.resolve() / "trial_cache", run_key, log=_progress_log(log, options),
                                    resume=resume, data_factories=registered_factories(config.data),
-                                   subsets=subsets)
+                                   subsets=subsets,
+                                   latency=pruner.cost.latency.to_dict() if pruner.cost.latency else None)
     table = write_trials(exp)   # the one writer of trials.parquet, from Ray Tune's record of the search
     ended = int(table["status"].isin([FINISHED, STOPPED, ERROR]).sum())
     if ended < config.search.num_samples:   # Tune returns from Ctrl-C as from a finished search

@@ -42,6 +42,7 @@ class TrialContext:
     # data factories given as Python functions (not importable by name): shipped by value
     data_factories: dict[str, Callable[..., Any]] = field(default_factory=dict)
     trusted: tuple[str, ...] = ()   # module:factory names the user gave: the worker may import them
+    latency: Optional[dict] = None  # the driver's latency model (a latency budget): one model on every node
 
 
 def lcp_trial(config: dict, context: TrialContext, base_state: dict,
@@ -82,7 +83,8 @@ def _evaluator(context: TrialContext, base_state: dict, subsets: Optional[Search
         _EVALUATORS.clear()   # one experiment per worker at a time: free the previous one
         trust(context.trusted)
         _register_data_factories(context)
-        evaluator = _EVALUATORS[context.key] = CandidateEvaluator(context.config, base_state, subsets=subsets)
+        evaluator = _EVALUATORS[context.key] = CandidateEvaluator(context.config, base_state, subsets=subsets,
+                                                                  latency=context.latency)
     return evaluator
 
 
@@ -115,13 +117,14 @@ def _register_data_factories(context: TrialContext) -> None:
 def build_trainable(config: ExperimentConfig, space: SearchSpace, base_state: dict, cache_dir: Path,
                     run_key: str, warm_names: tuple[str, ...] = (),
                     data_factories: dict[str, Callable[..., Any]] | None = None,
-                    subsets: Optional[SearchSubsets] = None):
+                    subsets: Optional[SearchSubsets] = None, latency: Optional[dict] = None):
     """lcp_trial with its context, the base weights and the decoded subsets bound, and the
     resources of one trial."""
     from ray import tune
 
     warm = tuple((name, tuple(space.vector(point))) for name, point in zip(warm_names, space.warm_starts))
-    context = TrialContext(config, space, run_key, str(cache_dir), warm, dict(data_factories or {}), trusted())
+    context = TrialContext(config, space, run_key, str(cache_dir), warm, dict(data_factories or {}), trusted(),
+                           latency)
     resources = {"cpu": config.search.cpus_per_trial}
     if config.search.gpus_per_trial:
         resources["gpu"] = config.search.gpus_per_trial

@@ -23,7 +23,7 @@ def run_search(config: ExperimentConfig, storage: str, base_state: dict, space: 
                cache_dir: Path, run_key: str, warm_names: tuple[str, ...] = ("identity", "uniform"),
                log: Callable[[str], None] = print, resume: bool = False,
                data_factories: dict[str, Callable[..., Any]] | None = None,
-               subsets: Optional[SearchSubsets] = None) -> tuple[Any, float]:
+               subsets: Optional[SearchSubsets] = None, latency: Optional[dict] = None) -> tuple[Any, float]:
     """Run (or resume) the Ray Tune search; return Ray's ResultGrid and the wall time.
 
     A search stopped by Ctrl-C returns too (Tune saves its state and stops): the caller tells
@@ -33,7 +33,8 @@ def run_search(config: ExperimentConfig, storage: str, base_state: dict, space: 
     search = config.search
     # snapshot often (the trial cache covers the last seconds); 0 races its own file sync
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "2"
-    trainable = build_trainable(config, space, base_state, cache_dir, run_key, warm_names, data_factories, subsets)
+    trainable = build_trainable(config, space, base_state, cache_dir, run_key, warm_names, data_factories, subsets,
+                                latency)
     path = f"{storage.rstrip('/')}/search"   # as Experiment.search_path() reads it back
     done_before = 0
     if resume and _started(path):

@@ -1,0 +1,327 @@
+"""Measured latency as a resource: a cost model built from timings on the target device.
+
+FLOPs do not predict speed: a pruned network can lose half its FLOPs and little of its time
+(memory-bound layers, small widths that waste vector units, per-layer overheads). So each
+distinct layer shape of the network (conv, linear, BatchNorm, at its input size) is timed as a
+standalone module at a grid of input and output widths, with `torch.utils.benchmark` on the
+target device, batch and thread count; between grid points time is bilinear in the two widths
+(exact for a cost c0 + c1 in + c2 out + c3 in out). The sum over layers is then calibrated on
+the whole network, timed at full width and at two uniformly thinner widths: network time =
+a + b x layer sum (a covers what no table sees: activations, residual adds, pooling, Python).
+
+Every table is made non-decreasing in both widths (a running maximum), so the network's
+predicted time only grows with every kept channel and the planner's threshold search and budget
+fill stay exact, as for FLOPs. Any network the engine traces gets a model; nothing is written
+per architecture. Plain torch: no Ray, no files (the caller caches `to_dict()`).
+"""
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import PruningError
+from .groups import CONV_TYPES
+
+GRID_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)   # of a layer's full width, where it varies
+CALIBRATION_FRACTIONS = (1.0, 0.75, 0.5, 0.3)   # uniform widths the whole network is timed at
+MODEL_VERSION = 1                               # bump when tables are measured differently
+Measure = Callable[[nn.Module, torch.Tensor], float]
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """Where and how latency is measured; a model is only valid under the same settings."""
+
+    device: str = "cpu"        # a torch device name ("cpu", "cuda:0")
+    batch: int = 1
+    threads: int = 1           # CPU threads (intra-op); ignored by CUDA kernels
+
+    def key(self) -> dict:
+        """Everything a measurement depends on, for the cache key and the check on load."""
+        return {"device": self.device, "device_model": device_model(self.device), "batch": self.batch,
+                "threads": self.threads, "torch": torch.__version__, "version": MODEL_VERSION}
+
+
+def device_model(device: str) -> str:
+    """The processor behind a device name: the GPU's name, or the CPU's model line."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measure_latency(model: nn.Module, example: torch.Tensor, threads: int = 1, min_run_time: float = 0.2) -> float:
+    """Median seconds of one forward pass on `example`'s device, after warm-up, in eval mode."""
+    from torch.utils import benchmark
+
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for _ in range(3):
+                model(example)
+            timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": example}, num_threads=threads)
+            measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    finally:
+        model.train(was)
+    return float(measurement.median)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One timed layer: its shape signature and how its widths come from the keep counts."""
+
+    name: str
+    signature: int          # index into LatencyModel.tables
+    in_scale: float         # cost-model in-width x in_scale = real in channels (grouped convs)
+    in_is_out: bool         # depthwise conv / norm: one width, the out width
+
+
+class LatencyModel:
+    """Predicted seconds per batch for keep counts, from measured per-layer tables."""
+
+    def __init__(self, cost, layers: list[_Layer], grids: list[tuple[np.ndarray, np.ndarray]],
+                 tables: list[np.ndarray], calibration: tuple[float, float], settings: LatencySettings,
+                 measured_base: float, build_s: float = 0.0, key: Optional[dict] = None):
+        self.cost, self.layers, self.grids, self.settings = cost, layers, grids, settings
+        self.key = key or settings.key()   # what it was measured under (device model, torch, ...)
+        self.tables = [np.maximum.accumulate(np.maximum.accumulate(t, axis=0), axis=1) for t in tables]
+        self.calibration, self.measured_base, self.build_s = calibration, measured_base, build_s
+        index = {n: i for i, n in enumerate(cost.layer_names)}
+        by_signature: dict[int, list[_Layer]] = {}
+        for layer in layers:
+            by_signature.setdefault(layer.signature, []).append(layer)
+        self._groups = [(s, np.array([index[l.name] for l in ls]), np.array([l.in_scale for l in ls]),
+                         np.array([l.in_is_out for l in ls])) for s, ls in by_signature.items()]
+
+    def layer_sum(self, keep: np.ndarray) -> np.ndarray:
+        w_in, w_out = self.cost.widths(keep)
+        w_in, w_out = np.atleast_2d(w_in), np.atleast_2d(w_out)
+        total = np.zeros(len(w_in))
+        for s, idx, scale, same in self._groups:
+            out = w_out[:, idx]
+            inp = np.where(same, out, w_in[:, idx] * scale)
+            total += _bilinear(*self.grids[s], self.tables[s], inp, out).sum(axis=1)
+        return total
+
+    def predict(self, keep: np.ndarray) -> np.ndarray:
+        """Seconds per forward pass of `settings.batch` images; `keep` is (L,) or (B, L)."""
+        a, b = self.calibration
+        value = a + b * self.layer_sum(keep)
+        return value if np.ndim(keep) > 1 else value[0]
+
+    def to_dict(self) -> dict:
+        return {"settings": self.key, "calibration": list(self.calibration),
+                "measured_base": self.measured_base, "build_s": self.build_s,
+                "layers": [[l.name, l.signature, l.in_scale, l.in_is_out] for l in self.layers],
+                "grids": [[g_in.tolist(), g_out.tolist()] for g_in, g_out in self.grids],
+                "tables": [t.tolist() for t in self.tables]}
+
+    @classmethod
+    def from_dict(cls, d: dict, cost, settings: Optional[LatencySettings] = None) -> "LatencyModel":
+        """A model read back; PruningError naming what is wrong when it does not fit `cost`
+        and `settings` (a file is never trusted to be for this network or this device). Without
+        `settings`, the model's own are kept: a search's trials use the driver's model on any node."""
+        try:
+            if settings is None:
+                settings = LatencySettings(**{k: d["settings"][k] for k in ("device", "batch", "threads")})
+            elif d["settings"] != settings.key():
+                changed = sorted(k for k in settings.key() if d["settings"].get(k) != settings.key()[k])
+                raise PruningError(f"it was measured under other settings ({', '.join(changed)})")
+            layers = [_Layer(str(n), int(s), float(sc), bool(same)) for n, s, sc, same in d["layers"]]
+            grids = [(np.asarray(gi, dtype=float), np.asarray(go, dtype=float)) for gi, go in d["grids"]]
+            tables = [np.asarray(t, dtype=float) for t in d["tables"]]
+            a, b = (float(v) for v in d["calibration"])
+            base = float(d["measured_base"])
+        except PruningError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PruningError(f"it is not a latency model ({type(exc).__name__}: {exc})") from None
+        if sorted(l.name for l in layers) != sorted(_timed_layer_names(cost)):
+            raise PruningError("its layers are not this network's")
+        for (g_in, g_out), t in zip(grids, tables):
+            if t.shape != (len(g_in), len(g_out)) or not np.all(np.isfinite(t)) or np.any(t < 0):
+                raise PruningError("a table has the wrong shape or a non-finite time")
+        if len(grids) != len(tables) or any(not 0 <= l.signature < len(tables) for l in layers):
+            raise PruningError("its layers point at tables it does not have")
+        if not (b > 0 and math.isfinite(a) and base > 0):
+            raise PruningError("its calibration is not a positive scale")
+        return cls(cost, layers, grids, tables, (a, b), settings, base, float(d.get("build_s", 0.0)), d["settings"])
+
+
+def build_latency_model(model: nn.Module, cost, input_shape: tuple[int, ...], settings: LatencySettings,
+                        prune_uniform: Callable[[float], tuple[nn.Module, np.ndarray]],
+                        log: Callable[[str], None] = lambda s: None,
+                        measure: Optional[Measure] = None) -> LatencyModel:
+    """Time every distinct layer shape of `model` on a width grid, then calibrate on the whole
+    network: at full width and pruned uniformly (`prune_uniform(fraction)` -> a smaller copy)."""
+    start = time.monotonic()
+    device = torch.device(settings.device)
+    # the whole network is timed longer: its four times set the calibration
+    measure_whole = measure or (lambda module, x: measure_latency(module, x, settings.threads, min_run_time=0.5))
+    measure = measure or (lambda module, x: measure_latency(module, x, settings.threads, min_run_time=0.05))
+    shapes = _input_shapes(model, input_shape)
+    signatures: dict[tuple, int] = {}
+    layers, jobs = [], []
+    for name in _timed_layer_names(cost):
+        info, module = cost.structure.layers[name], _module(model, name)
+        i = cost.layer_names.index(name)
+        varies_in, varies_out = bool(cost.A_in[i].any()), bool(cost.A_out[i].any())
+        key = (type(module).__name__, info.kind, info.in_dim, info.out_dim, _conv_args(module),
+               shapes[name], varies_in, varies_out)
+        if key not in signatures:
+            signatures[key] = len(jobs)
+            jobs.append((module, info, shapes[name], varies_in, varies_out))
+        scale = float(info.groups) if info.kind == "grouped" else 1.0
+        layers.append(_Layer(name, signatures[key], scale, info.kind in ("depthwise", "norm")))
+    points = sum(len(_grid(j[1], "in", j[3])) * len(_grid(j[1], "out", j[4])) for j in jobs)
+    log(f"measuring latency on {settings.device} (batch {settings.batch}, {settings.threads} thread"
+        f"{'s' * (settings.threads != 1)}): {len(jobs)} layer shapes, {points} timings, then the whole "
+        f"network at {len(CALIBRATION_FRACTIONS)} widths")
+    grids, tables, done, next_line = [], [], 0, 0.25
+    with _threads(settings.threads):
+        for module, info, shape, varies_in, varies_out in jobs:
+            g_in, g_out = _grid(info, "in", varies_in), _grid(info, "out", varies_out)
+            table = np.zeros((len(g_in), len(g_out)))
+            for a, w_in in enumerate(g_in):
+                for b, w_out in enumerate(g_out):
+                    layer, x = _standalone(module, info, int(w_in), int(w_out), shape, settings.batch, device)
+                    table[a, b] = measure(layer, x)
+                    done += 1
+                    if done >= next_line * points:
+                        log(f"  latency tables {100 * done / points:3.0f}% ({time.monotonic() - start:.0f}s)")
+                        next_line += 0.25
+            grids.append((g_in.astype(float), g_out.astype(float)))
+            tables.append(table)
+        partial = LatencyModel(cost, layers, grids, tables, (0.0, 1.0), settings, 1.0)
+        sums, times = [], []
+        for fraction in CALIBRATION_FRACTIONS:
+            network, keep = prune_uniform(fraction)
+            sums.append(float(partial.layer_sum(keep)[0]))
+            example = torch.randn(settings.batch, *input_shape, device=device)
+            times.append(measure_whole(network.to(device), example))
+            network.to("cpu")
+    calibration = _fit(np.array(sums), np.array(times))
+    built = LatencyModel(cost, layers, grids, tables, calibration, settings, times[0], time.monotonic() - start)
+    log(f"latency model built in {built.build_s:.1f}s: base network {times[0] * 1e3:.3f} ms per batch of "
+        f"{settings.batch}")
+    return built
+
+
+def _fit(sums: np.ndarray, times: np.ndarray) -> tuple[float, float]:
+    """Least-squares time = a + b x layer sum; a plain scale of the full network's time when
+    the points disagree on a positive slope (noise on a busy machine)."""
+    b, a = np.polyfit(sums, times, 1) if np.ptp(sums) > 0 else (0.0, 0.0)
+    if not (b > 0 and np.isfinite(a) and a + b * sums.min() > 0):
+        a, b = 0.0, float(times[0] / sums[0])
+    return float(a), float(b)
+
+
+def _timed_layer_names(cost) -> list[str]:
+    """Layers with a table: convs, linears and BatchNorms (other norms are in the calibration)."""
+    return [n for n in cost.layer_names
+            if cost.structure.layers[n].kind in ("conv", "depthwise", "grouped", "linear", "norm")]
+
+
+def _grid(info, axis: str, varies: bool) -> np.ndarray:
+    """Widths a table is measured at: the full one, and fractions of it where the width varies."""
+    full = info.in_dim if axis == "in" else info.out_dim
+    if info.kind in ("depthwise", "norm") and axis == "in":
+        return np.array([1])            # one width: the out width (in_is_out)
+    if not varies:
+        return np.array([full])
+    step = info.groups if info.kind == "grouped" else 1
+    points = {max(step, int(math.ceil(f * full / step)) * step) for f in GRID_FRACTIONS}
+    return np.array(sorted(p for p in points if p <= full))
+
+
+def _bilinear(g_in: np.ndarray, g_out: np.ndarray, table: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation in a table over (g_in, g_out), clamped at the grid's ends."""
+    if len(g_in) == 1:
+        g_in, table = np.array([g_in[0], g_in[0] + 1.0]), np.vstack([table, table])
+    if len(g_out) == 1:
+        g_out, table = np.array([g_out[0], g_out[0] + 1.0]), np.hstack([table, table])
+    i = np.clip(np.searchsorted(g_in, x, side="right") - 1, 0, len(g_in) - 2)
+    j = np.clip(np.searchsorted(g_out, y, side="right") - 1, 0, len(g_out) - 2)
+    t = np.clip((x - g_in[i]) / (g_in[i + 1] - g_in[i]), 0.0, 1.0)
+    u = np.clip((y - g_out[j]) / (g_out[j + 1] - g_out[j]), 0.0, 1.0)
+    return ((1 - t) * (1 - u) * table[i, j] + t * (1 - u) * table[i + 1, j]
+            + (1 - t) * u * table[i, j + 1] + t * u * table[i + 1, j + 1])
+
+
+def _input_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Each module's input shape per sample (channels excluded: they are the table's axis)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    names = {m: n for n, m in model.named_modules()}
+
+    def hook(mod, inputs, _out):
+        x = inputs[0]
+        shapes[names[mod]] = tuple(x.shape[2:]) if not isinstance(mod, nn.Linear) else tuple(x.shape[1:-1])
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules()
+             if isinstance(m, CONV_TYPES + (nn.Linear, nn.modules.batchnorm._BatchNorm))]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return shapes
+
+
+def _conv_args(module: nn.Module) -> tuple:
+    if isinstance(module, CONV_TYPES):
+        return (type(module).__name__, module.kernel_size, module.stride, module.padding, module.dilation,
+                module.groups, module.bias is not None, module.padding_mode)
+    if isinstance(module, nn.Linear):
+        return ("Linear", module.bias is not None)
+    return (type(module).__name__,)
+
+
+def _standalone(module: nn.Module, info, w_in: int, w_out: int, shape: tuple[int, ...], batch: int,
+                device: torch.device) -> tuple[nn.Module, torch.Tensor]:
+    """A fresh module like `module` at widths (w_in, w_out) and a random input for it."""
+    if isinstance(module, CONV_TYPES):
+        groups = w_out if info.kind == "depthwise" else module.groups
+        in_channels = w_out if info.kind == "depthwise" else w_in
+        layer = type(module)(in_channels, w_out, module.kernel_size, module.stride, module.padding,
+                             module.dilation, groups, module.bias is not None, module.padding_mode)
+        x = torch.randn(batch, in_channels, *shape)
+    elif isinstance(module, nn.Linear):
+        layer = nn.Linear(w_in, w_out, bias=module.bias is not None)
+        x = torch.randn(batch, *shape, w_in)
+    else:
+        layer = type(module)(w_out)
+        x = torch.randn(batch, w_out, *shape)
+    return layer.to(device).eval(), x.to(device)
+
+
+def _module(model: nn.Module, name: str) -> nn.Module:
+    return dict(model.named_modules())[name]
+
+
+class _threads:
+    def __init__(self, count: int):
+        self.count = count
+
+    def __enter__(self):
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(max(1, self.count))
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.before)

@@ -1,0 +1,179 @@
+"""Latency budgets: the measured latency model, its cache, the planner on it, `prune` and `search`.
+
+Timing a real network here would make the tests as noisy as the machine, so most tests replace
+the stopwatch with an exact one: a module's "time" is a fixed cost per call plus its layers'
+multiply-accumulates and normalised elements, a world in which the latency model must predict a
+pruned network's time exactly. The benchmark (benchmarks/bench_latency.py) times real ones.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from lcp_tune.cli import main
+from lcp_tune.models import build_model
+from lcp_tune.pruning import Pruner
+from lcp_tune.pruning import latency as latency_module
+from lcp_tune.pruning.errors import UnreachableBudgetError
+from lcp_tune.pruning.latency import LatencySettings
+from lcp_tune.run import latency as run_latency
+from lcp_tune.testing import assert_one_line_error
+
+CALL_S, NETWORK_S = 2e-6, 3e-5
+
+
+def exact_time(model: nn.Module, x: torch.Tensor, *_, **__) -> float:
+    """Seconds in a world where time is linear in work: per conv/linear MAC, per BN element."""
+    work = [0.0]
+
+    def hook(mod, inputs, out):
+        if isinstance(mod, nn.Conv2d):
+            work[0] += out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1] * 1e-9
+        elif isinstance(mod, nn.Linear):
+            work[0] += out.numel() * mod.in_features * 1e-9
+        elif isinstance(mod, nn.BatchNorm2d):
+            work[0] += out.numel() * 4e-9
+        work[0] += CALL_S
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))]
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    whole = len(list(model.children())) > 0   # a network, not one standalone layer
+    return work[0] + (NETWORK_S if whole else 0.0)
+
+
+@pytest.fixture
+def exact_clock(monkeypatch):
+    calls = []
+
+    def measure(model, x, *args, **kwargs):
+        calls.append(type(model).__name__)
+        return exact_time(model, x)
+
+    monkeypatch.setattr(latency_module, "measure_latency", measure)
+    monkeypatch.setattr(run_latency, "measure_latency", measure)
+    return calls
+
+
+def pruner_for(arch: str = "resnet20", shape=(3, 16, 16)) -> Pruner:
+    torch.manual_seed(0)
+    return Pruner(build_model(arch, 10, shape[0]), shape)
+
+
+@pytest.mark.parametrize("arch", ["resnet20", "mobilenet_v2_tiny"])
+def test_the_model_predicts_every_pruned_network_where_time_is_bilinear_in_the_widths(arch, exact_clock):
+    pruner = pruner_for(arch)
+    model = pruner.measure_latency_model(LatencySettings("cpu", 2, 1))
+    x = torch.randn(2, 3, 16, 16)
+    assert model.measured_base == pytest.approx(exact_time(pruner.model, x), rel=1e-9)
+    rng = np.random.default_rng(0)
+    for budget in (0.4, 0.6, 0.8):
+        vector = pruner.identity() + rng.normal(0, 1, pruner.num_params)
+        plan = pruner.plan(vector, budget, "latency")
+        assert budget - 0.01 <= plan.latency_ratio <= budget + 1e-9       # the budget, spent
+        measured = exact_time(pruner.apply(plan), x) / exact_time(pruner.model, x)
+        assert measured == pytest.approx(plan.latency_ratio, rel=1e-6)   # and delivered
+
+
+def test_predicted_latency_only_grows_with_every_kept_channel(exact_clock):
+    pruner = pruner_for()
+    model = pruner.measure_latency_model(LatencySettings())
+    sizes = pruner.structure.group_sizes
+    rng = np.random.default_rng(1)
+    keep = np.maximum(1, (rng.uniform(0.1, 0.9, (50, len(sizes))) * sizes).astype(int))
+    for g in range(len(sizes)):
+        more = keep.copy()
+        more[:, g] = np.minimum(sizes[g], more[:, g] + 1)
+        assert np.all(model.predict(more) >= model.predict(keep) - 1e-15)
+
+
+def test_a_latency_budget_below_what_the_safeguard_reaches_names_the_smallest(exact_clock):
+    pruner = pruner_for()
+    pruner.measure_latency_model(LatencySettings())
+    with pytest.raises(UnreachableBudgetError, match=r"budget 0.01 of the base latency is unreachable .* "
+                                                     r"the smallest reachable is 0\.\d+"):
+        pruner.plan(pruner.identity(), 0.01, "latency")
+
+
+def test_the_cache_is_reused_under_the_same_settings_and_never_under_others(exact_clock, tmp_path, monkeypatch):
+    monkeypatch.setenv("LCP_TUNE_CACHE", str(tmp_path))
+    lines = []
+    settings = LatencySettings("cpu", 1, 1)
+    first = run_latency.attach_latency(pruner_for(), "resnet20", settings, lines.append)
+    measured = len(exact_clock)
+    assert measured > 10 and any("cached in" in line for line in lines)
+    again = run_latency.attach_latency(pruner_for(), "resnet20", settings, lines.append)
+    assert len(exact_clock) == measured and "reusing" in lines[-1]          # nothing timed again
+    assert again.to_dict() == first.to_dict()
+    run_latency.attach_latency(pruner_for(), "resnet20", LatencySettings("cpu", 1, 2), lines.append)
+    assert len(exact_clock) > measured                                      # 2 threads: its own file
+    assert len(list((tmp_path / "latency").glob("*.json"))) == 2
+
+    # a file at the right name that holds another device's model is measured again, and says why
+    path = next(p for p in (tmp_path / "latency").glob("*.json") if json.loads(p.read_text())["settings"]["threads"] == 1)
+    stored = json.loads(path.read_text())
+    stored["settings"]["device_model"] = "another processor"
+    path.write_text(json.dumps(stored))
+    before = len(exact_clock)
+    run_latency.attach_latency(pruner_for(), "resnet20", settings, lines.append)
+    assert len(exact_clock) > before
+    assert any("does not apply" in line and "device_model" in line for line in lines)
+    for bad in ("not json", json.dumps({"settings": settings.key(), "tables": [[1.0]]}), json.dumps([1, 2])):
+        path.write_text(bad)
+        before, said = len(exact_clock), len(lines)
+        run_latency.attach_latency(pruner_for(), "resnet20", settings, lines.append)
+        assert len(exact_clock) > before and "does not apply" in lines[said]
+
+
+def test_prune_latency_command_writes_predicted_and_measured_latency(exact_clock, tmp_path, monkeypatch):
+    monkeypatch.setenv("LCP_TUNE_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["prune", "--arch", "resnet32", "--input-shape", "3", "16", "16",
+                                       "--resource", "latency", "--budget", "0.5", "0.7", "--device", "cpu",
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "measuring latency on cpu (batch 1, 1 thread)" in result.output
+    for budget in (0.5, 0.7):
+        meta = json.loads((tmp_path / "out" / f"budget-{budget:g}" / "plan.json").read_text())
+        latency = meta["latency"]
+        assert budget - 0.01 <= latency["predicted_ratio"] <= budget
+        assert latency["measured_latency_ratio"] == pytest.approx(
+            latency["predicted_ratio"], rel=1e-6)
+        assert meta["plan"]["resource"] == "latency" and meta["plan"]["flops"] < meta["plan"]["base_flops"]
+        assert f"budget {budget:g}: " in result.output and "latency" in result.output
+
+
+def test_prune_latency_refuses_a_missing_gpu_in_one_line(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = CliRunner().invoke(main, ["prune", "--arch", "resnet20", "--resource", "latency", "--budget", "0.5",
+                                       "--device", "cuda", "--out", str(tmp_path / "out")])
+    assert_one_line_error(result, "--device cuda", "no CUDA GPU")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_search_with_a_latency_budget_plans_trials_and_reports_on_it(exact_clock, tmp_path, local_ray):
+    out = tmp_path / "exp"
+    result = CliRunner().invoke(main, ["search", "--resource", "latency", "--budget", "0.9", "--num-samples", "3",
+                                       "--tau-hat", "5", "--finetune-epochs", "1", "--no-baselines", "--quiet",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["resource"] == "latency"
+    assert 0.9 - 0.01 <= report["latency_ratio"] <= 0.9
+    assert report["measured_latency_ratio"] == pytest.approx(report["latency_ratio"], rel=1e-6)
+    assert (out / "latency_model.json").is_file()
+    import pandas as pd
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) == 3 and (trials.flops_ratio < 1).all()
+    assert "0.9" in result.output and ">" in result.output   # predicted > measured in the table
