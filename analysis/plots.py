@@ -153,6 +153,40 @@ def plot_compensation(frames: Frames, path: Path) -> pd.DataFrame:
     return values
 
 
+def accuracy_vs_cost(reports: Mapping[str, dict]) -> pd.DataFrame:
+    """One row per (experiment, method) of finished reports: test accuracy, FLOPs kept, measured
+    latency kept (NaN where a report predates latency timing) and, for a latency budget, the
+    predicted latency."""
+    rows = []
+    for label, report in reports.items():
+        for method, m in (report.get("methods") or {}).items():
+            rows.append({"experiment": label, "method": method, "test_acc": m.get("test_acc"),
+                         "flops_ratio": m.get("flops_ratio"),
+                         "measured_latency_ratio": m.get("measured_latency_ratio", np.nan),
+                         "latency_ratio": m.get("latency_ratio", np.nan)})
+    return pd.DataFrame(rows, columns=["experiment", "method", "test_acc", "flops_ratio",
+                                       "measured_latency_ratio", "latency_ratio"])
+
+
+def plot_accuracy_vs_cost(reports: Mapping[str, dict], path: Path) -> pd.DataFrame:
+    """Test accuracy of every fine-tuned network against its measured latency (left) and its
+    FLOPs (right), as fractions of the base: fewer FLOPs need not mean faster."""
+    table = accuracy_vs_cost(reports)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    for ax, column, name in ((axes[0], "measured_latency_ratio", "measured latency"), (axes[1], "flops_ratio", "FLOPs")):
+        for (label, method), row in table.set_index(["experiment", "method"]).iterrows():
+            ax.scatter(row[column], 100 * row["test_acc"], s=40)
+            ax.annotate(method if len(reports) == 1 else f"{label}: {method}", (row[column], 100 * row["test_acc"]),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(f"{name} kept (fraction of the base)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%)")
+    fig.suptitle("accuracy against measured latency and FLOPs")
+    fig.tight_layout()
+    _save(fig, path)
+    return table
+
+
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:

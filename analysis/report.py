@@ -20,7 +20,8 @@ from lcp_tune.store.files import atomic_write
 from lcp_tune.tune.trials_table import write_table
 
 from .markdown import render
-from .plots import plot_best_so_far, plot_compensation, plot_keep_fractions, plot_loss_vs_flops
+from .plots import (plot_accuracy_vs_cost, plot_best_so_far, plot_compensation, plot_keep_fractions,
+                    plot_loss_vs_flops)
 from .summary import Summary, group_comparable, incomparable_notes, no_score_note, summarize
 from .trials import ExperimentRecords, keep_columns, load_trials, open_records
 
@@ -95,6 +96,7 @@ def write_analysis(experiments: Sequence[str | Path], out: Optional[str | Path] 
     for label, rec in zip(labels, records):
         suffix = "" if len(labels) == 1 else f"_{_slug(label)}"
         _plot_keep(label, rec, frames[label], summaries[label], out, suffix, result)
+    _plot_costs(labels, records, out, result)
     for rec in records:
         result.notes += list(rec.notes)
     atomic_write(out / REPORT_NAME, render(records, labels, groups, result))
@@ -114,6 +116,17 @@ def _plot_group(frames: dict[str, pd.DataFrame], out: Path, suffix: str, result:
         path = out / PLOTS_DIR / f"{name}{suffix}.png"
         result.plotted[f"{name}{suffix}"] = fn(scored, path)
         result.plots[f"{name}{suffix}"] = path
+
+
+def _plot_costs(labels: list[str], records: list[ExperimentRecords], out: Path, result: AnalysisResult) -> None:
+    """Accuracy against measured latency and FLOPs, for the experiments whose report timed them."""
+    reports = {label: rec.report for label, rec in zip(labels, records)
+               if rec.report and any("measured_latency_ratio" in m for m in (rec.report.get("methods") or {}).values())}
+    if not reports:
+        return
+    path = out / PLOTS_DIR / "accuracy_vs_cost.png"
+    result.plotted["accuracy_vs_cost"] = plot_accuracy_vs_cost(reports, path)
+    result.plots["accuracy_vs_cost"] = path
 
 
 def _plot_keep(label: str, rec: ExperimentRecords, trials: pd.DataFrame, summary: Summary, out: Path,

@@ -100,7 +100,8 @@ def test_parquet_reads_back_equal(experiment, analysed):
 def test_each_plot_exists_and_shows_the_dataframe(experiment, analysed):
     trials = analysed.trials.sort_values("trial_number")
     label = experiment.name
-    assert set(analysed.plots) == {"best_so_far", "loss_vs_flops", "compensation", "keep_fractions"}
+    assert set(analysed.plots) == {"best_so_far", "loss_vs_flops", "compensation", "keep_fractions",
+                                   "accuracy_vs_cost"}
     for path in analysed.plots.values():
         assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({path.relative_to(analysed.out)})" in analysed.report.read_text()
@@ -122,6 +123,12 @@ def test_each_plot_exists_and_shows_the_dataframe(experiment, analysed):
     for method, column in (("lcp", "best (LCP)"), ("global", "identity (global ranking)"), ("uniform", "uniform")):
         keep = report["methods"][method]["keep"]
         assert np.allclose(fractions[column], [keep[g] / sizes[g] for g in fractions.index])
+
+    costs = analysed.plotted["accuracy_vs_cost"].set_index("method")   # every method, timed against the base
+    assert set(costs.index) == set(report["methods"])
+    for method, m in report["methods"].items():
+        assert costs.loc[method, "test_acc"] == m["test_acc"] and costs.loc[method, "flops_ratio"] == m["flops_ratio"]
+        assert costs.loc[method, "measured_latency_ratio"] == m["measured_latency_ratio"] > 0
 
 
 def test_plotted_artists_equal_the_returned_data(experiment, tmp_path, monkeypatch):

@@ -161,3 +161,36 @@ def test_the_final_fine_tune_distils_the_teacher_it_is_given():
         results[distill] = finetune_model(student, cfg, data, teacher=_Always(3))
     assert results[False].accuracy > 0.5
     assert results[True].accuracy < 0.2      # about the tenth of the test images that are 3s
+
+
+def test_an_interrupted_base_training_resumes_at_its_last_finished_epoch(tmp_path, monkeypatch):
+    """A base model's training (days on ImageNet) saves every epoch: a kill loses at most one,
+    and the resumed run ends with the weights an uninterrupted one has."""
+    from lcp_tune import training
+    from lcp_tune.config import TrainConfig
+    from lcp_tune.data import load_data
+    from lcp_tune.run.base_model import train_base
+
+    data = load_data("digits")
+    recipe = TrainConfig(epochs=3, lr=0.05)
+    reference = train_base("resnet20_tiny", data, recipe, 0, device="cpu")
+    real, epochs_run = training.train_steps, []
+
+    def stopped_in_epoch_two(*args, **kwargs):
+        epochs_run.append(kwargs["start"])
+        if len(epochs_run) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_steps", stopped_in_epoch_two)
+    checkpoint = tmp_path / "base.partial.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_base("resnet20_tiny", data, recipe, 0, device="cpu", checkpoint=checkpoint)
+    assert checkpoint.is_file()
+    epochs_run.clear()
+    monkeypatch.setattr(training, "train_steps", lambda *a, **k: epochs_run.append(k["start"]) or real(*a, **k))
+    resumed = train_base("resnet20_tiny", data, recipe, 0, device="cpu", checkpoint=checkpoint)
+    per_epoch = len(data.loader("train", recipe.batch_size, shuffle=True))
+    assert epochs_run == [per_epoch, 2 * per_epoch]          # epochs 2 and 3 only: epoch 1 was kept
+    for name, value in reference.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name

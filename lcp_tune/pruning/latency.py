@@ -31,6 +31,10 @@ from .groups import CONV_TYPES
 
 GRID_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)   # of a layer's full width, where it varies
 CALIBRATION_FRACTIONS = (1.0, 0.75, 0.5, 0.3)   # uniform widths the whole network is timed at
+# A shared machine drifts by tens of percent within seconds (BENCHMARKS.md section 15): every
+# table is timed in PASSES passes (the second in reverse order) keeping each point's fastest,
+# and the whole network's widths are timed in turn for ROUNDS rounds, keeping each one's median.
+PASSES, ROUNDS = 2, 3
 MODEL_VERSION = 1                               # bump when tables are measured differently
 Measure = Callable[[nn.Module, torch.Tensor], float]
 
@@ -170,8 +174,8 @@ def build_latency_model(model: nn.Module, cost, input_shape: tuple[int, ...], se
     start = time.monotonic()
     device = torch.device(settings.device)
     # the whole network is timed longer: its four times set the calibration
-    measure_whole = measure or (lambda module, x: measure_latency(module, x, settings.threads, min_run_time=0.5))
-    measure = measure or (lambda module, x: measure_latency(module, x, settings.threads, min_run_time=0.05))
+    measure_whole = measure or (lambda module, x: measure_latency(module, x, settings.threads, min_run_time=0.3))
+    measure = measure or (lambda module, x: measure_latency(module, x, settings.threads, min_run_time=0.03))
     shapes = _input_shapes(model, input_shape)
     signatures: dict[tuple, int] = {}
     layers, jobs = [], []
@@ -188,31 +192,34 @@ def build_latency_model(model: nn.Module, cost, input_shape: tuple[int, ...], se
         layers.append(_Layer(name, signatures[key], scale, info.kind in ("depthwise", "norm")))
     points = sum(len(_grid(j[1], "in", j[3])) * len(_grid(j[1], "out", j[4])) for j in jobs)
     log(f"measuring latency on {settings.device} (batch {settings.batch}, {settings.threads} thread"
-        f"{'s' * (settings.threads != 1)}): {len(jobs)} layer shapes, {points} timings, then the whole "
+        f"{'s' * (settings.threads != 1)}): {len(jobs)} layer shapes, {points} timings x {PASSES} passes, then the whole "
         f"network at {len(CALIBRATION_FRACTIONS)} widths")
-    grids, tables, done, next_line = [], [], 0, 0.25
+    grids = [(_grid(info, "in", vi).astype(float), _grid(info, "out", vo).astype(float))
+             for _, info, _, vi, vo in jobs]
+    tables = [np.full((len(g_in), len(g_out)), np.inf) for g_in, g_out in grids]
+    cells = [(t, a, b) for t, (g_in, g_out) in enumerate(grids) for a in range(len(g_in)) for b in range(len(g_out))]
+    done, next_line = 0, 0.25
     with _threads(settings.threads):
-        for module, info, shape, varies_in, varies_out in jobs:
-            g_in, g_out = _grid(info, "in", varies_in), _grid(info, "out", varies_out)
-            table = np.zeros((len(g_in), len(g_out)))
-            for a, w_in in enumerate(g_in):
-                for b, w_out in enumerate(g_out):
-                    layer, x = _standalone(module, info, int(w_in), int(w_out), shape, settings.batch, device)
-                    table[a, b] = measure(layer, x)
-                    done += 1
-                    if done >= next_line * points:
-                        log(f"  latency tables {100 * done / points:3.0f}% ({time.monotonic() - start:.0f}s)")
-                        next_line += 0.25
-            grids.append((g_in.astype(float), g_out.astype(float)))
-            tables.append(table)
+        for order in [cells, cells[::-1]][:PASSES]:
+            for t, a, b in order:
+                module, info, shape, _, _ = jobs[t]
+                g_in, g_out = grids[t]
+                layer, x = _standalone(module, info, int(g_in[a]), int(g_out[b]), shape, settings.batch, device)
+                tables[t][a, b] = min(tables[t][a, b], measure(layer, x))
+                done += 1
+                if done >= next_line * points * PASSES:
+                    log(f"  latency tables {100 * done / (points * PASSES):3.0f}% ({time.monotonic() - start:.0f}s)")
+                    next_line += 0.25
         partial = LatencyModel(cost, layers, grids, tables, (0.0, 1.0), settings, 1.0)
-        sums, times = [], []
-        for fraction in CALIBRATION_FRACTIONS:
-            network, keep = prune_uniform(fraction)
-            sums.append(float(partial.layer_sum(keep)[0]))
-            example = torch.randn(settings.batch, *input_shape, device=device)
-            times.append(measure_whole(network.to(device), example))
-            network.to("cpu")
+        networks = [prune_uniform(fraction) for fraction in CALIBRATION_FRACTIONS]
+        sums = [float(partial.layer_sum(keep)[0]) for _, keep in networks]
+        rounds = np.zeros((ROUNDS, len(networks)))
+        for r in range(ROUNDS):
+            for i, (network, _) in enumerate(networks):
+                example = torch.randn(settings.batch, *input_shape, device=device)
+                rounds[r, i] = measure_whole(network.to(device), example)
+                network.to("cpu")
+        times = list(np.median(rounds, axis=0))
     calibration = _fit(np.array(sums), np.array(times))
     built = LatencyModel(cost, layers, grids, tables, calibration, settings, times[0], time.monotonic() - start)
     log(f"latency model built in {built.build_s:.1f}s: base network {times[0] * 1e3:.3f} ms per batch of "

@@ -40,9 +40,11 @@ def base_cache_path(arch: str, data: str, seed: int, train: TrainConfig, **data_
 
 def train_base(arch: str, data: DataSplits, train: TrainConfig, seed: int,
                log: Optional[Callable[[str], None]] = None, model: Optional[nn.Module] = None,
-               device: str = "auto") -> nn.Module:
+               device: str = "auto", checkpoint: Optional[Path] = None) -> nn.Module:
     """Train a base model on the training split (fixed epochs, last weights) on `device`, from
-    scratch unless a starting `model` is given; returned on the CPU."""
+    scratch unless a starting `model` is given; returned on the CPU. With `checkpoint`, every
+    epoch is saved there and an interrupted training resumes from its last finished epoch (90
+    ImageNet epochs are days: a kill must not lose them)."""
     torch.manual_seed(seed)
     model = model if model is not None else build_model(arch, data.num_classes, data.input_shape[0])
     where = resolve_device(device)
@@ -51,8 +53,13 @@ def train_base(arch: str, data: DataSplits, train: TrainConfig, seed: int,
         log(f"  training on {device_name(where)}")
     meter = TrainingProgress(f"base {arch}", train.epochs, len(loader), train.batch_size, log) if log else None
     with on_device(model, where):
-        fit(model, loader, train, meter=meter)
+        fit(model, loader, train, meter=meter, checkpoint=checkpoint)
     return model
+
+
+def partial_path(path: Path) -> Path:
+    """Where the training of the base model cached at `path` keeps its per-epoch state."""
+    return path.with_name(path.stem + ".partial.pt")
 
 
 def initial_model(config: ExperimentConfig, data: DataSplits) -> nn.Module:
@@ -93,8 +100,10 @@ def obtain_base(config: ExperimentConfig, data: DataSplits,
         return load_into(model, load_state_dict(path), str(path), config.arch), path
     if log:
         log(f"training base model {config.arch} on {config.data} ({config.base_train.epochs} epochs)")
-    model = train_base(config.arch, data, config.base_train, config.seed, log, device=config.device)
+    model = train_base(config.arch, data, config.base_train, config.seed, log, device=config.device,
+                       checkpoint=partial_path(path))
     save_state_dict(model, path)
+    partial_path(path).unlink(missing_ok=True)
     return model, path
 
 

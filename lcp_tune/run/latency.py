@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -89,10 +90,17 @@ def latency_ms(model: nn.Module, input_shape: tuple[int, ...], settings: Latency
 
 
 def measured_latency(base: nn.Module, pruned: nn.Module, input_shape: tuple[int, ...],
-                     settings: LatencySettings, min_run_time: float = 1.0) -> dict:
-    """Both networks timed in one run under `settings`: a ratio only compares within a run."""
-    times = [latency_ms(m, input_shape, settings, min_run_time) for m in (base, pruned)]
-    return {"base_latency_ms": times[0], "latency_ms": times[1], "measured_latency_ratio": times[1] / times[0]}
+                     settings: LatencySettings, min_run_time: float = 1.0, rounds: int = 5) -> dict:
+    """Both networks timed in one run under `settings`, alternately over `rounds` rounds: a
+    shared machine drifts by tens of percent within seconds, so the ratio is the median of
+    each round's ratio (paired), and each time the median of its rounds."""
+    base_ms, pruned_ms = [], []
+    for _ in range(rounds):
+        base_ms.append(latency_ms(base, input_shape, settings, min_run_time / rounds))
+        pruned_ms.append(latency_ms(pruned, input_shape, settings, min_run_time / rounds))
+    ratios = np.array(pruned_ms) / np.array(base_ms)
+    return {"base_latency_ms": float(np.median(base_ms)), "latency_ms": float(np.median(pruned_ms)),
+            "measured_latency_ratio": float(np.median(ratios))}
 
 
 def latency_line(plan, measured: Optional[dict]) -> str:

@@ -38,7 +38,7 @@ from .base_model import obtain_base
 from .finetune import finetune_many, finetune_ray_session, test_accuracy
 from .finetune_budgets import BUDGETS_FILE, check_budgets, finetune_budgets, run_budgets
 from .interrupts import catching_signals, interrupted
-from .latency import LATENCY_FILE, latency_ms, prepare_latency, report_settings
+from .latency import LATENCY_FILE, measured_latency, prepare_latency, report_settings
 from .report import LABELS, build_report, format_report
 from .validate import validate_config
 
@@ -190,7 +190,7 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
                                  exp.root / "finetune", registered_factories(config.data))
     methods = {}
     timing = report_settings(config)
-    base_ms = latency_ms(base, data.input_shape, timing, MEASURE_S)
+    base_ms = []
     for name in names:
         model, result = finished[name]
         plan = result.pop("plan")
@@ -198,13 +198,14 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
             final = (model, plan)
         result["gap"] = base_test.accuracy - result["test_acc"]
         result.update(recovery[name])
-        pruned_ms = latency_ms(model, data.input_shape, timing, MEASURE_S)
-        result.update(latency_ms=pruned_ms, measured_latency_ratio=pruned_ms / base_ms)
+        measured = measured_latency(base, model, data.input_shape, timing, MEASURE_S, rounds=3)
+        base_ms.append(measured.pop("base_latency_ms"))
+        result.update(measured)   # latency_ms, measured_latency_ratio: paired with the base, round by round
         methods[name] = result
     if outcome is not None:   # the search's own number for its best trial
         methods[config.method]["search_objective"] = outcome.best_objective
     report = build_report(config, base_test.accuracy, methods, outcome, recovery, len(data.test),
-                          {"base_latency_ms": base_ms, "settings": timing.key()})
+                          {"base_latency_ms": float(np.median(base_ms)), "settings": timing.key()})
     # the final artefacts only once every fine-tune has finished: an interruption leaves none
     write_compensation(exp.compensation_path, pruner, chosen, config, file_hash(exp.base_path))
     save_pruned(exp.pruned_dir, *final, config.arch, data.num_classes, data.input_shape)
