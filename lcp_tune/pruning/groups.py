@@ -88,6 +88,21 @@ class ChannelStructure:
         return np.array([g.size for g in self.groups], dtype=np.int64)
 
 
+def hooked_forward(model: nn.Module, input_shape: tuple[int, ...], types: tuple, hook) -> None:
+    """One forward pass of a zero sample through `model` in eval mode, `hook(module, inputs,
+    output)` called on every module of `types`; the model's mode is restored after."""
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, types)]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+
+
 def output_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
     """The classifier head: layers whose output is the network output, and the last conv /
     linear layer run when its width equals the output's (SqueezeNet's final conv classifier,

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .errors import PruningError
-from .groups import CONV_TYPES
+from .groups import CONV_TYPES, hooked_forward
 
 GRID_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)   # of a layer's full width, where it varies
 CALIBRATION_FRACTIONS = (1.0, 0.75, 0.5, 0.3)   # uniform widths the whole network is timed at
@@ -277,17 +277,7 @@ def _input_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, t
         x = inputs[0]
         shapes[names[mod]] = tuple(x.shape[2:]) if not isinstance(mod, nn.Linear) else tuple(x.shape[1:-1])
 
-    hooks = [m.register_forward_hook(hook) for m in model.modules()
-             if isinstance(m, CONV_TYPES + (nn.Linear, nn.modules.batchnorm._BatchNorm))]
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was)
+    hooked_forward(model, input_shape, CONV_TYPES + (nn.Linear, nn.modules.batchnorm._BatchNorm), hook)
     return shapes
 
 

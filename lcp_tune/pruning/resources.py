@@ -8,11 +8,10 @@ products of two such widths: a few small matrix-vector products per evaluation.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import nn
 
 from .errors import PruningError
-from .groups import CONV_TYPES, ChannelStructure
+from .groups import CONV_TYPES, ChannelStructure, hooked_forward
 
 RESOURCES = ("flops", "params", "latency")   # latency: a measured model (latency.py), attached
 
@@ -112,15 +111,5 @@ def measure_cost(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, i
         else:
             total[0] += out[0].numel() * mod.in_features
 
-    hooks = [m.register_forward_hook(hook) for m in model.modules()
-             if isinstance(m, CONV_TYPES + (nn.Linear,))]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    hooked_forward(model, input_shape, CONV_TYPES + (nn.Linear,), hook)
     return total[0], sum(p.numel() for p in model.parameters())
