@@ -103,22 +103,25 @@ class LatencyModel:
         self.key = key or settings.key()   # what it was measured under (device model, torch, ...)
         self.tables = [np.maximum.accumulate(np.maximum.accumulate(t, axis=0), axis=1) for t in tables]
         self.calibration, self.measured_base, self.build_s = calibration, measured_base, build_s
+        # every timed layer's grid and table, padded to one shape, so a prediction is a few
+        # array operations over all layers at once (the planner evaluates hundreds per plan)
         index = {n: i for i, n in enumerate(cost.layer_names)}
-        by_signature: dict[int, list[_Layer]] = {}
-        for layer in layers:
-            by_signature.setdefault(layer.signature, []).append(layer)
-        self._groups = [(s, np.array([index[l.name] for l in ls]), np.array([l.in_scale for l in ls]),
-                         np.array([l.in_is_out for l in ls])) for s, ls in by_signature.items()]
+        self._rows = np.array([index[l.name] for l in layers], dtype=np.int64)
+        self._scale = np.array([l.in_scale for l in layers])
+        self._same = np.array([l.in_is_out for l in layers], dtype=bool)
+        size = max(max(len(g_in), len(g_out)) for g_in, g_out in grids) + 1
+        padded = [_padded(g_in, g_out, t, size) for (g_in, g_out), t in zip(grids, self.tables)]
+        sig = np.array([l.signature for l in layers], dtype=np.int64)
+        self._g_in = np.stack([p[0] for p in padded])[sig]      # (layers, size)
+        self._g_out = np.stack([p[1] for p in padded])[sig]
+        self._table = np.stack([p[2] for p in padded])[sig]     # (layers, size, size)
 
     def layer_sum(self, keep: np.ndarray) -> np.ndarray:
+        """Sum of every timed layer's table time at the widths `keep` gives it; (B,)."""
         w_in, w_out = self.cost.widths(keep)
-        w_in, w_out = np.atleast_2d(w_in), np.atleast_2d(w_out)
-        total = np.zeros(len(w_in))
-        for s, idx, scale, same in self._groups:
-            out = w_out[:, idx]
-            inp = np.where(same, out, w_in[:, idx] * scale)
-            total += _bilinear(*self.grids[s], self.tables[s], inp, out).sum(axis=1)
-        return total
+        out = np.atleast_2d(w_out)[:, self._rows]
+        inp = np.where(self._same, out, np.atleast_2d(w_in)[:, self._rows] * self._scale)
+        return _bilinear_all(self._g_in, self._g_out, self._table, inp, out).sum(axis=1)
 
     def predict(self, keep: np.ndarray) -> np.ndarray:
         """Seconds per forward pass of `settings.batch` images; `keep` is (L,) or (B, L)."""
@@ -254,18 +257,29 @@ def _grid(info, axis: str, varies: bool) -> np.ndarray:
     return np.array(sorted(p for p in points if p <= full))
 
 
-def _bilinear(g_in: np.ndarray, g_out: np.ndarray, table: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation in a table over (g_in, g_out), clamped at the grid's ends."""
-    if len(g_in) == 1:
-        g_in, table = np.array([g_in[0], g_in[0] + 1.0]), np.vstack([table, table])
-    if len(g_out) == 1:
-        g_out, table = np.array([g_out[0], g_out[0] + 1.0]), np.hstack([table, table])
-    i = np.clip(np.searchsorted(g_in, x, side="right") - 1, 0, len(g_in) - 2)
-    j = np.clip(np.searchsorted(g_out, y, side="right") - 1, 0, len(g_out) - 2)
-    t = np.clip((x - g_in[i]) / (g_in[i + 1] - g_in[i]), 0.0, 1.0)
-    u = np.clip((y - g_out[j]) / (g_out[j + 1] - g_out[j]), 0.0, 1.0)
-    return ((1 - t) * (1 - u) * table[i, j] + t * (1 - u) * table[i + 1, j]
-            + (1 - t) * u * table[i, j + 1] + t * u * table[i + 1, j + 1])
+def _padded(g_in: np.ndarray, g_out: np.ndarray, table: np.ndarray, size: int):
+    """A grid and table extended to `size` points per axis: grid points past the end go on
+    increasing by 1, and the table repeats its last row and column there (clamped values)."""
+    def grid(g):
+        return np.concatenate([g, g[-1] + np.arange(1, size - len(g) + 1)])
+    full = np.pad(table, ((0, size - table.shape[0]), (0, size - table.shape[1])), mode="edge")
+    return grid(g_in), grid(g_out), full
+
+
+def _bilinear_all(g_in: np.ndarray, g_out: np.ndarray, table: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation of every layer's table at its widths, clamped at the grid's ends.
+
+    g_in, g_out: (M, G) increasing grids; table: (M, G, G); x, y: (B, M) widths -> (B, M) times.
+    """
+    last = g_in.shape[1] - 2
+    i = np.clip((x[..., None] >= g_in).sum(-1) - 1, 0, last)
+    j = np.clip((y[..., None] >= g_out).sum(-1) - 1, 0, last)
+    m = np.arange(x.shape[1])
+    x0, x1, y0, y1 = g_in[m, i], g_in[m, i + 1], g_out[m, j], g_out[m, j + 1]
+    t = np.clip((x - x0) / (x1 - x0), 0.0, 1.0)
+    u = np.clip((y - y0) / (y1 - y0), 0.0, 1.0)
+    return ((1 - t) * (1 - u) * table[m, i, j] + t * (1 - u) * table[m, i + 1, j]
+            + (1 - t) * u * table[m, i, j + 1] + t * u * table[m, i + 1, j + 1])
 
 
 def _input_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
