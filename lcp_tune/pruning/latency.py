@@ -68,6 +68,10 @@ def device_model(device: str) -> str:
 
 def measure_latency(model: nn.Module, example: torch.Tensor, threads: int = 1, min_run_time: float = 0.2) -> float:
     """Median seconds of one forward pass on `example`'s device, after warm-up, in eval mode."""
+    import logging
+
+    # importing torch.utils.benchmark warns "No CUDA runtime is found" on CPU machines: noise in a report
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils import benchmark
 
     was = model.training
