@@ -65,12 +65,12 @@ def prepare_latency(pruner: Pruner, config, log: Log, folder: Optional[Path] = N
             return pruner.use_latency_model(read_json(path))
         except LcpTuneError as exc:
             raise LcpTuneError(f"{path} is not this search's latency model ({exc}); delete it to measure again") from None
-    settings = latency_settings(config.device, config.prune.latency_batch, config.prune.latency_threads)
-    return attach_latency(pruner, config.arch, settings, log)
+    return attach_latency(pruner, config.arch, report_settings(config), log)
 
 
 def report_settings(config) -> LatencySettings:
-    """Where a run's final networks are timed for its report: the latency budget's settings."""
+    """A config's latency settings: where a latency budget is measured and where every run's
+    final networks are timed for its report."""
     return latency_settings(config.device, config.prune.latency_batch, config.prune.latency_threads)
 
 
