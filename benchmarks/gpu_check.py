@@ -68,7 +68,7 @@ def search_throughput(args, work: Path) -> list[tuple[str, str]]:
     from lcp_tune.run.search import RunOptions, run_search_experiment
     from lcp_tune.run.settings import resolve_config
 
-    arch, trials, per_class = ("resnet20_tiny", 4, 20) if args.smoke else ("resnet56", 24, 500)
+    arch, trials, per_class = ("resnet20_tiny", 2, 10) if args.smoke else ("resnet56", 24, 500)
     shares = [0.0] if args.device == "cpu" else [1.0, 0.5, 0.25]
     folder = write_cifar10(work / "cifar", per_class)
     rows = []

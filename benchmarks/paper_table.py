@@ -133,6 +133,7 @@ def run_all(args: argparse.Namespace, out: Path) -> pd.DataFrame:
                 if (seed, budget, unit) in finished:
                     continue
                 start = time.time()
+                init_ray(log=lambda s: None)   # only when a unit is left to run (a no-op once started)
                 new = run_unit(args, budget, seed, unit, out / f"s{seed}-b{budget:g}-{unit}")
                 new = [dict(r, seed=seed, budget=budget, unit=unit, run_s=time.time() - start, commit=version)
                        for r in new]
@@ -235,7 +236,6 @@ def main() -> None:
         args.units = ["lcp", "eagleeye", "tp-global"]
     args.out = args.out or Path("benchmarks/results") / f"paper_table_{args.data}_{args.arch}"
     args.out.mkdir(parents=True, exist_ok=True)
-    init_ray(log=lambda s: None)
     start = time.time()
     df = run_all(args, args.out)
     df.to_parquet(args.out / "paper_table.parquet")
