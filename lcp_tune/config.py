@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from .errors import LcpTuneError
 
@@ -43,7 +43,8 @@ class PruneConfig:
     metric: str = setting("l2", "Channel metric (see `lcp-tune list`).")  # sum of squared filter weights, the papers' default
     form: str = setting("additive", "Compensation form: additive (LCP) or affine (LeGR).")  # LCP's beta per group; "affine" is LeGR's alpha, kappa
     safeguard: float = setting(0.1, "Minimum kept fraction of every channel group, in [0, 1).")  # LeGR's floor: every group keeps >= 10% (and >= 1 channel)
-    round_to: int = setting(1, "Round kept widths up to multiples of this (8 for GPUs).")  # keep counts rounded up to a multiple (8 for GPUs)
+    round_to: Union[int, str] = setting(1, "Round kept widths up to multiples of this (8 for GPUs), or auto: the "
+                                           "multiple where the target device's latency steps.")
     # --resource latency: what the latency model is measured at (on --device); edge inference is
     # often one image on one core, so that is the default
     latency_batch: int = setting(1, "Batch size latency is measured at (--resource latency).")

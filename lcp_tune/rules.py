@@ -21,6 +21,7 @@ class Rule:
     check: Callable[[Any], bool]
     allowed: str
     integer: bool = False
+    words: tuple[str, ...] = ()   # values allowed besides numbers ("auto")
 
 
 def _in(low: float, high: float, low_open: bool = True, high_open: bool = True) -> Rule:
@@ -45,7 +46,7 @@ RULES: dict[str, Rule] = {
     "checkpoint_classes": _at_least(1),
     "prune.budget": _in(0, 1),
     "prune.safeguard": _in(0, 1, low_open=False),
-    "prune.round_to": _at_least(1),
+    "prune.round_to": Rule(lambda v: v >= 1, "an integer >= 1 or auto", integer=True, words=("auto",)),
     "prune.latency_batch": _at_least(1),
     "prune.latency_threads": _at_least(1),
     "search.num_samples": _at_least(1),
@@ -87,6 +88,8 @@ def check_value(key: str, value: Any, where: Optional[str] = None) -> Any:
     if rule is None or value is None:
         return value
     name = where or flag(key)
+    if isinstance(value, str) and value in rule.words:
+        return value
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not number or (rule.integer and not float(value).is_integer()) or not math.isfinite(value):
         raise LcpTuneError(f"{name} must be {rule.allowed}, got {value!r}")

@@ -20,20 +20,27 @@ from lcp_tune.models import build_model
 from lcp_tune.pruning import Pruner
 from lcp_tune.pruning import latency as latency_module
 from lcp_tune.pruning.errors import UnreachableBudgetError
-from lcp_tune.pruning.latency import LatencySettings
+from lcp_tune.pruning.errors import PruningError
+from lcp_tune.pruning.latency import LatencySettings, Sweep, width_multiple
 from lcp_tune.run import latency as run_latency
 from lcp_tune.testing import assert_one_line_error
 
 CALL_S, NETWORK_S = 2e-6, 3e-5
 
 
-def exact_time(model: nn.Module, x: torch.Tensor, *_, **__) -> float:
-    """Seconds in a world where time is linear in work: per conv/linear MAC, per BN element."""
+def exact_time(model: nn.Module, x: torch.Tensor, *_, block: int = 1, **__) -> float:
+    """Seconds in a world where time is linear in work: per conv/linear MAC, per BN element.
+    With `block`, convolutions compute channels in blocks of that many (as tensor cores and
+    CPU kernels do): a conv costs what it would at its widths rounded up to the block."""
     work = [0.0]
+
+    def up(n: int) -> int:
+        return -(-n // block) * block
 
     def hook(mod, inputs, out):
         if isinstance(mod, nn.Conv2d):
-            work[0] += out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1] * 1e-9
+            work[0] += (out[0, 0].numel() * out.shape[0] * up(out.shape[1]) * up(mod.in_channels) // mod.groups
+                        * mod.kernel_size[0] * mod.kernel_size[1] * 1e-9)
         elif isinstance(mod, nn.Linear):
             work[0] += out.numel() * mod.in_features * 1e-9
         elif isinstance(mod, nn.BatchNorm2d):
@@ -51,17 +58,32 @@ def exact_time(model: nn.Module, x: torch.Tensor, *_, **__) -> float:
     return work[0] + (NETWORK_S if whole else 0.0)
 
 
-@pytest.fixture
-def exact_clock(monkeypatch):
+def _clock(monkeypatch, block: int = 1) -> list:
     calls = []
 
     def measure(model, x, *args, **kwargs):
         calls.append(type(model).__name__)
-        return exact_time(model, x)
+        return exact_time(model, x, block=block)
 
     monkeypatch.setattr(latency_module, "measure_latency", measure)
     monkeypatch.setattr(run_latency, "measure_latency", measure)
     return calls
+
+
+@pytest.fixture
+def exact_clock(monkeypatch):
+    return _clock(monkeypatch)
+
+
+@pytest.fixture
+def block8_clock(monkeypatch):
+    """The exact clock on hardware that computes conv channels in blocks of 8."""
+    return _clock(monkeypatch, block=8)
+
+
+@pytest.fixture
+def block4_clock(monkeypatch):
+    return _clock(monkeypatch, block=4)
 
 
 def pruner_for(arch: str = "resnet20", shape=(3, 16, 16)) -> Pruner:
@@ -82,6 +104,61 @@ def test_the_model_predicts_every_pruned_network_where_time_is_bilinear_in_the_w
         assert budget - 0.01 <= plan.latency_ratio <= budget + 1e-9       # the budget, spent
         measured = exact_time(pruner.apply(plan), x) / exact_time(pruner.model, x)
         assert measured == pytest.approx(plan.latency_ratio, rel=1e-6)   # and delivered
+
+
+def _sweep(times) -> Sweep:
+    widths = np.arange(1, len(times) + 1)
+    return Sweep("layer", widths, np.asarray(times, dtype=float))
+
+
+def test_the_width_multiple_is_where_time_steps():
+    """Blocks of 4 or 8 are found; linear growth, noise or flat time is no multiple (1)."""
+    w = np.arange(1, 65)
+    rng = np.random.default_rng(0)
+    assert width_multiple([_sweep(-(-w // 8) * 8 * 1e-4)]) == 8
+    assert width_multiple([_sweep(-(-w // 4) * 4 * 1e-4)]) == 4
+    assert width_multiple([_sweep(-(-w // 8) * 8 * 1e-4 * (1 + rng.normal(0, 0.01, 64)))]) == 8   # timing noise
+    assert width_multiple([_sweep(1e-3 + w * 1e-5)]) == 1
+    assert width_multiple([_sweep(1e-3 + w * 1e-5 * (1 + rng.normal(0, 0.3, 64)))]) == 1
+    assert width_multiple([_sweep(np.full(64, 1e-3))]) == 1
+    assert width_multiple([]) == 1
+    # the costlier shape's steps decide: a tiny linear layer does not hide a big blocked one
+    assert width_multiple([_sweep(-(-w // 8) * 8 * 1e-3), _sweep(w * 1e-6)]) == 8
+
+
+def test_round_to_auto_keeps_every_width_on_the_multiple_the_hardware_steps_at(block8_clock):
+    """On blocks of 8 the model finds 8, `auto` plans every group on it (or whole), its tables
+    sit on it, and so the prediction is exact again; in the linear world `auto` is 1."""
+    pruner = Pruner(pruner_for().model, (3, 16, 16), round_to="auto")
+    with pytest.raises(PruningError, match="round_to 'auto' needs a latency model"):
+        pruner.plan(pruner.identity(), 0.5)
+    model = pruner.measure_latency_model(LatencySettings("cpu", 2, 1))
+    assert model.width_multiple == 8 and pruner.round_to == 8
+    x = torch.randn(2, 3, 16, 16)
+    sizes = pruner.structure.group_sizes
+    rng = np.random.default_rng(0)
+    for budget, resource in ((0.5, "latency"), (0.7, "latency"), (0.5, "flops")):
+        plan = pruner.plan(pruner.identity() + rng.normal(0, 1, pruner.num_params), budget, resource)
+        kept = np.array([len(k) for k in plan.kept])
+        assert np.all((kept % 8 == 0) | (kept == sizes)), kept
+        if resource == "latency":
+            measured = exact_time(pruner.apply(plan), x, block=8) / exact_time(pruner.model, x, block=8)
+            assert measured == pytest.approx(plan.latency_ratio, rel=1e-6)
+    again = Pruner(pruner.model, (3, 16, 16), round_to="auto")
+    again.use_latency_model(json.loads(json.dumps(model.to_dict())))   # the multiple comes back from its sweeps
+    assert again.round_to == 8
+
+
+def test_round_to_auto_is_one_in_a_linear_world_and_never_coarser_than_a_quarter_group(exact_clock):
+    pruner = Pruner(pruner_for().model, (3, 16, 16), round_to="auto")
+    pruner.measure_latency_model(LatencySettings())
+    assert pruner.cost.latency.width_multiple == 1 and pruner.round_to == 1
+    stored = pruner.cost.latency.to_dict()
+    w = np.arange(1, 65)
+    stored["sweeps"] = [["layer", w.tolist(), (-(-w // 32) * 32 * 1e-4).tolist()]]   # steps at 32
+    pruner.use_latency_model(stored)
+    assert pruner.cost.latency.width_multiple == 32
+    assert pruner.round_to == 8   # median group 32 wide: capped at 8 so groups keep four widths
 
 
 def test_predicted_latency_only_grows_with_every_kept_channel(exact_clock):
@@ -151,6 +228,29 @@ def test_prune_latency_command_writes_predicted_and_measured_latency(exact_clock
         assert f"budget {budget:g}: " in result.output and "latency" in result.output
 
 
+def test_prune_round_to_auto_on_a_flops_budget_measures_the_device_for_its_multiple(block8_clock, tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.setenv("LCP_TUNE_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["prune", "--arch", "resnet56", "--input-shape", "3", "16", "16",
+                                       "--round-to", "auto", "--budget", "0.5", "--device", "cpu",
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "round-to auto: 8" in result.output
+    meta = json.loads((tmp_path / "out" / "budget-0.5" / "plan.json").read_text())
+    assert meta["round_to"] == 8 and meta["plan"]["resource"] == "flops"
+    assert 0.495 <= meta["plan"]["flops"] / meta["plan"]["base_flops"] <= 0.5
+    sizes, kept = meta["plan"]["group_sizes"], [len(k) for k in meta["plan"]["kept"]]
+    assert all(k % 8 == 0 or k == n for k, n in zip(kept, sizes)), kept
+
+
+@pytest.mark.parametrize("value", ["fast", "0", "2.5"])
+def test_a_bad_round_to_is_one_line(value, tmp_path):
+    result = CliRunner().invoke(main, ["prune", "--arch", "resnet20", "--round-to", value, "--budget", "0.5",
+                                       "--out", str(tmp_path / "out")])
+    assert_one_line_error(result, "--round-to")
+    assert "auto" in result.output and not (tmp_path / "out").exists()
+
+
 def test_prune_latency_refuses_a_missing_gpu_in_one_line(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
@@ -162,18 +262,25 @@ def test_prune_latency_refuses_a_missing_gpu_in_one_line(tmp_path):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_search_with_a_latency_budget_plans_trials_and_reports_on_it(exact_clock, tmp_path, local_ray):
+def test_search_with_a_latency_budget_plans_trials_and_reports_on_it(block4_clock, tmp_path, local_ray):
+    """On hardware computing channels in blocks of 4: --round-to auto finds 4, and the trials
+    (which plan with the driver's model, on any node) and the final network keep widths on it."""
     out = tmp_path / "exp"
-    result = CliRunner().invoke(main, ["search", "--resource", "latency", "--budget", "0.9", "--num-samples", "2",
-                                       "--tau-hat", "5", "--finetune-epochs", "1", "--no-baselines", "--quiet",
-                                       "--out", str(out)])
+    result = CliRunner().invoke(main, ["search", "--resource", "latency", "--budget", "0.8", "--round-to", "auto",
+                                       "--num-samples", "2", "--tau-hat", "5", "--finetune-epochs", "1",
+                                       "--no-baselines", "--quiet", "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
-    assert report["resource"] == "latency"
-    assert 0.9 - 0.01 <= report["latency_ratio"] <= 0.9
+    assert report["resource"] == "latency" and report["round_to"] == 4
+    assert "round-to auto: 4" in result.output
+    assert 0.8 - 0.01 <= report["latency_ratio"] <= 0.8
     assert report["measured_latency_ratio"] == pytest.approx(report["latency_ratio"], rel=1e-6)
     assert (out / "latency_model.json").is_file()
+    from lcp_tune.store.pruned_io import load_pruned
+    pruned = load_pruned(out / "pruned")
+    widths = [m.out_channels for m in pruned.modules() if isinstance(m, nn.Conv2d)]
+    assert all(w % 4 == 0 for w in widths) and min(widths) < 32, widths
     import pandas as pd
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == 2 and (trials.flops_ratio < 1).all()
-    assert "0.9" in result.output and ">" in result.output   # predicted > measured in the table
+    assert "0.8" in result.output and ">" in result.output   # predicted > measured in the table

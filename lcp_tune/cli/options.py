@@ -62,6 +62,27 @@ class RegistryChoice(click.Choice):
         return super().convert(value, param, ctx)
 
 
+class IntOrWord(click.ParamType):
+    """An integer, or one of a few words (--round-to 8 or --round-to auto); the range is checked
+    by lcp_tune.rules like every other setting's."""
+
+    name = "integer"
+
+    def __init__(self, *words: str):
+        self.words = words
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> Optional[str]:
+        return "|".join(("INTEGER",) + self.words)
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if isinstance(value, int) or value in self.words:
+            return value
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not an integer or {' / '.join(self.words)}", param, ctx)
+
+
 def _archs() -> list[str]:
     from lcp_tune.models import list_archs
     return list_archs()
@@ -134,6 +155,7 @@ CHOICES: dict[str, click.ParamType] = {
     "method": RegistryChoice(_methods),
     "search.center": RegistryChoice(_centers),
     "recipe": RegistryChoice(_recipes),
+    "prune.round_to": IntOrWord("auto"),
 }
 RECIPE_DEFAULTS = {"finetune.epochs", "base_train.epochs", "recipe", "finetune.distill"}   # shown as "the recipe's"
 

@@ -6,7 +6,7 @@ values after one flag (`--budget 0.3 0.5 0.7`, `--input-shape 3 32 32`), as the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import click
 
@@ -72,7 +72,7 @@ class _MultiValueCommand(Command):
               help=help_of("prune.resource"))
 @click.option("--safeguard", type=float, default=default_of("prune.safeguard"), show_default=True,
               help=help_of("prune.safeguard"))
-@click.option("--round-to", type=int, default=default_of("prune.round_to"), show_default=True,
+@click.option("--round-to", type=CHOICES["prune.round_to"], default=default_of("prune.round_to"), show_default=True,
               help=help_of("prune.round_to"))
 @click.option("--device", default=default_of("device"), show_default=True,
               help="Where --resource latency is measured: auto, cpu, cuda or cuda:N.")
@@ -84,7 +84,7 @@ class _MultiValueCommand(Command):
 @click.option("--data-dir", help="Folder holding that dataset on disk.")
 def prune(arch: Optional[str], checkpoint: Optional[Path], compensation: Optional[Path], budgets: tuple[float, ...],
           out: Path, input_shape: tuple[int, ...], num_classes: int, metric: Optional[str], form: Optional[str],
-          resource: str, safeguard: float, round_to: int, device: str, latency_batch: int, latency_threads: int,
+          resource: str, safeguard: float, round_to: Union[int, str], device: str, latency_batch: int, latency_threads: int,
           data: Optional[str], data_dir: Optional[str]) -> None:
     """Prune a base model to every budget with one compensation; write DIR/budget-<b>/ each."""
     from lcp_tune.run.prune_many import PruneRequest, prune_to_budgets

@@ -9,6 +9,12 @@ target device, batch and thread count; between grid points time is bilinear in t
 the whole network, timed at full width and at two uniformly thinner widths: network time =
 a + b x layer sum (a covers what no table sees: activations, residual adds, pooling, Python).
 
+Hardware runs some widths faster than their neighbours (tensor cores want multiples of 8,
+CPU kernels block channels by 8 or 16). Before the tables, the layer shapes that take most of
+the time are timed at every width over a 64-wide span (a "sweep"); the width multiple at whose
+steps most of the time's rise happens is the model's `width_multiple`: the tables' grid points
+are put on it, and `--round-to auto` keeps widths on it.
+
 Every table is made non-decreasing in both widths (a running maximum), so the network's
 predicted time only grows with every kept channel and the planner's threshold search and budget
 fill stay exact, as for FLOPs. Any network the engine traces gets a model; nothing is written
@@ -35,7 +41,10 @@ CALIBRATION_FRACTIONS = (1.0, 0.75, 0.5, 0.3)   # uniform widths the whole netwo
 # table is timed in PASSES passes (the second in reverse order) keeping each point's fastest,
 # and the whole network's widths are timed in turn for ROUNDS rounds, keeping each one's median.
 PASSES, ROUNDS = 2, 3
-MODEL_VERSION = 1                               # bump when tables are measured differently
+SWEEP_SHAPES, SWEEP_SPAN = 3, 64                # layer shapes swept, widths per sweep
+MULTIPLES = (2, 4, 8, 16, 32)                   # width multiples a sweep can find
+STEP_SHARE = 0.7                                # of the rise at multiples of m: latency steps at m
+MODEL_VERSION = 2                               # bump when tables are measured differently
 Measure = Callable[[nn.Module, torch.Tensor], float]
 
 
@@ -88,6 +97,35 @@ def measure_latency(model: nn.Module, example: torch.Tensor, threads: int = 1, m
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """One layer shape timed at every width of a span (its input width following its output)."""
+
+    layer: str              # the first layer of that shape, for the log
+    widths: np.ndarray      # consecutive output widths
+    times: np.ndarray       # seconds at each
+
+
+def step_shares(sweeps: list[Sweep]) -> dict[int, float]:
+    """For each multiple m: the share of the sweeps' rise in time (the positive steps from width
+    w to w + 1) that happens where w is a multiple of m. Linear growth and noise spread the rise
+    evenly (a share near 1/m); hardware that computes channels in blocks of m puts it all there."""
+    total, rise = 0.0, dict.fromkeys(MULTIPLES, 0.0)
+    for sweep in sweeps:
+        steps = np.maximum(np.diff(sweep.times), 0.0)
+        total += float(steps.sum())
+        for m in MULTIPLES:
+            rise[m] += float(steps[sweep.widths[:-1] % m == 0].sum())
+    return {m: rise[m] / total if total > 0 else 0.0 for m in MULTIPLES}
+
+
+def width_multiple(sweeps: list[Sweep]) -> int:
+    """The largest multiple at which at least STEP_SHARE of the rise happens, else 1: widths
+    rounded up to it cost (almost) nothing more than the widths just below."""
+    shares = step_shares(sweeps)
+    return max((m for m in MULTIPLES if shares[m] >= STEP_SHARE), default=1)
+
+
+@dataclass(frozen=True)
 class _Layer:
     """One timed layer: its shape signature and how its widths come from the keep counts."""
 
@@ -102,8 +140,11 @@ class LatencyModel:
 
     def __init__(self, cost, layers: list[_Layer], grids: list[tuple[np.ndarray, np.ndarray]],
                  tables: list[np.ndarray], calibration: tuple[float, float], settings: LatencySettings,
-                 measured_base: float, build_s: float = 0.0, key: Optional[dict] = None):
+                 measured_base: float, build_s: float = 0.0, key: Optional[dict] = None,
+                 sweeps: Optional[list[Sweep]] = None):
         self.cost, self.layers, self.grids, self.settings = cost, layers, grids, settings
+        self.sweeps = sweeps or []
+        self.width_multiple = width_multiple(self.sweeps)   # derived, never read from a file
         self.key = key or settings.key()   # what it was measured under (device model, torch, ...)
         self.tables = [np.maximum.accumulate(np.maximum.accumulate(t, axis=0), axis=1) for t in tables]
         self.calibration, self.measured_base, self.build_s = calibration, measured_base, build_s
@@ -138,7 +179,8 @@ class LatencyModel:
                 "measured_base": self.measured_base, "build_s": self.build_s,
                 "layers": [[l.name, l.signature, l.in_scale, l.in_is_out] for l in self.layers],
                 "grids": [[g_in.tolist(), g_out.tolist()] for g_in, g_out in self.grids],
-                "tables": [t.tolist() for t in self.tables]}
+                "tables": [t.tolist() for t in self.tables],
+                "sweeps": [[w.layer, w.widths.tolist(), w.times.tolist()] for w in self.sweeps]}
 
     @classmethod
     def from_dict(cls, d: dict, cost, settings: Optional[LatencySettings] = None) -> "LatencyModel":
@@ -156,6 +198,8 @@ class LatencyModel:
             tables = [np.asarray(t, dtype=float) for t in d["tables"]]
             a, b = (float(v) for v in d["calibration"])
             base = float(d["measured_base"])
+            sweeps = [Sweep(str(n), np.asarray(w, dtype=np.int64), np.asarray(t, dtype=float))
+                      for n, w, t in d.get("sweeps", [])]
         except PruningError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -169,15 +213,21 @@ class LatencyModel:
             raise PruningError("its layers point at tables it does not have")
         if not (b > 0 and math.isfinite(a) and base > 0):
             raise PruningError("its calibration is not a positive scale")
-        return cls(cost, layers, grids, tables, (a, b), settings, base, float(d.get("build_s", 0.0)), d["settings"])
+        for sweep in sweeps:
+            if (sweep.widths.ndim != 1 or sweep.widths.shape != sweep.times.shape or len(sweep.widths) < 2
+                    or np.any(np.diff(sweep.widths) != 1) or not np.all(np.isfinite(sweep.times))):
+                raise PruningError("a width sweep is not consecutive widths with finite times")
+        return cls(cost, layers, grids, tables, (a, b), settings, base, float(d.get("build_s", 0.0)), d["settings"],
+                   sweeps)
 
 
 def build_latency_model(model: nn.Module, cost, input_shape: tuple[int, ...], settings: LatencySettings,
-                        prune_uniform: Callable[[float], tuple[nn.Module, np.ndarray]],
+                        prune_uniform: Callable[[float, int], tuple[nn.Module, np.ndarray]],
                         log: Callable[[str], None] = lambda s: None,
                         measure: Optional[Measure] = None) -> LatencyModel:
-    """Time every distinct layer shape of `model` on a width grid, then calibrate on the whole
-    network: at full width and pruned uniformly (`prune_uniform(fraction)` -> a smaller copy)."""
+    """Sweep the costliest layer shapes for the hardware's width multiple, time every distinct
+    layer shape on a width grid on that multiple, then calibrate on the whole network: at full
+    width and pruned uniformly (`prune_uniform(fraction, multiple)` -> a smaller copy)."""
     start = time.monotonic()
     device = torch.device(settings.device)
     # the whole network is timed longer: its four times set the calibration
@@ -197,12 +247,20 @@ def build_latency_model(model: nn.Module, cost, input_shape: tuple[int, ...], se
             jobs.append((module, info, shapes[name], varies_in, varies_out))
         scale = float(info.groups) if info.kind == "grouped" else 1.0
         layers.append(_Layer(name, signatures[key], scale, info.kind in ("depthwise", "norm")))
-    points = sum(len(_grid(j[1], "in", j[3])) * len(_grid(j[1], "out", j[4])) for j in jobs)
     log(f"measuring latency on {settings.device} (batch {settings.batch}, {settings.threads} thread"
-        f"{'s' * (settings.threads != 1)}): {len(jobs)} layer shapes, {points} timings x {PASSES} passes, then the whole "
-        f"network at {len(CALIBRATION_FRACTIONS)} widths")
-    grids = [(_grid(info, "in", vi).astype(float), _grid(info, "out", vo).astype(float))
+        f"{'s' * (settings.threads != 1)}): {len(jobs)} layer shapes; first the widths where time steps")
+    with _threads(settings.threads):
+        uses = np.bincount([layer.signature for layer in layers], minlength=len(jobs))
+        sweeps = _sweeps(jobs, uses, settings, device, measure)
+    multiple = width_multiple(sweeps)
+    shares = step_shares(sweeps)
+    log(f"  width sweep of {len(sweeps)} layer shape{'s' * (len(sweeps) != 1)} ({time.monotonic() - start:.0f}s): "
+        f"time steps at multiples of {multiple} (share of the rise at multiples of "
+        + ", ".join(f"{m}: {shares[m]:.2f}" for m in MULTIPLES) + ")")
+    grids = [(_grid(info, "in", vi, multiple).astype(float), _grid(info, "out", vo, multiple).astype(float))
              for _, info, _, vi, vo in jobs]
+    points = sum(len(g_in) * len(g_out) for g_in, g_out in grids)
+    log(f"  {points} table timings x {PASSES} passes, then the whole network at {len(CALIBRATION_FRACTIONS)} widths")
     tables = [np.full((len(g_in), len(g_out)), np.inf) for g_in, g_out in grids]
     cells = [(t, a, b) for t, (g_in, g_out) in enumerate(grids) for a in range(len(g_in)) for b in range(len(g_out))]
     done, next_line = 0, 0.25
@@ -218,7 +276,7 @@ def build_latency_model(model: nn.Module, cost, input_shape: tuple[int, ...], se
                     log(f"  latency tables {100 * done / (points * PASSES):3.0f}% ({time.monotonic() - start:.0f}s)")
                     next_line += 0.25
         partial = LatencyModel(cost, layers, grids, tables, (0.0, 1.0), settings, 1.0)
-        networks = [prune_uniform(fraction) for fraction in CALIBRATION_FRACTIONS]
+        networks = [prune_uniform(fraction, multiple) for fraction in CALIBRATION_FRACTIONS]
         sums = [float(partial.layer_sum(keep)[0]) for _, keep in networks]
         rounds = np.zeros((ROUNDS, len(networks)))
         for r in range(ROUNDS):
@@ -228,10 +286,38 @@ def build_latency_model(model: nn.Module, cost, input_shape: tuple[int, ...], se
                 network.to("cpu")
         times = list(np.median(rounds, axis=0))
     calibration = _fit(np.array(sums), np.array(times))
-    built = LatencyModel(cost, layers, grids, tables, calibration, settings, times[0], time.monotonic() - start)
+    built = LatencyModel(cost, layers, grids, tables, calibration, settings, times[0], time.monotonic() - start,
+                         sweeps=sweeps)
     log(f"latency model built in {built.build_s:.1f}s: base network {times[0] * 1e3:.3f} ms per batch of "
         f"{settings.batch}")
     return built
+
+
+def _sweeps(jobs: list, uses: np.ndarray, settings: LatencySettings, device: torch.device,
+            measure: Measure) -> list[Sweep]:
+    """The SWEEP_SHAPES layer shapes with the most time at full width (time x layers of that
+    shape), each timed at every width of the top SWEEP_SPAN of its output width, the input width
+    following in proportion where it varies too (as uniform pruning moves both), in PASSES
+    passes keeping each width's fastest."""
+    def timed(job, w_out: int) -> float:
+        module, info, shape, varies_in, _ = job
+        w_in = max(1, round(w_out * info.in_dim / info.out_dim)) if varies_in else info.in_dim
+        return measure(*_standalone(module, info, w_in, w_out, shape, settings.batch, device))
+
+    candidates = [i for i, job in enumerate(jobs) if job[4] and job[1].kind in ("conv", "linear", "depthwise")
+                  and job[1].out_dim >= 2]
+    full = {i: timed(jobs[i], jobs[i][1].out_dim) * uses[i] for i in candidates}
+    chosen = sorted(candidates, key=lambda i: -full[i])[:SWEEP_SHAPES]
+    sweeps = []
+    for i in chosen:
+        top = jobs[i][1].out_dim
+        widths = np.arange(max(1, top - SWEEP_SPAN + 1), top + 1)
+        times = np.full(len(widths), np.inf)
+        for order in [range(len(widths)), range(len(widths) - 1, -1, -1)][:PASSES]:
+            for k in order:
+                times[k] = min(times[k], timed(jobs[i], int(widths[k])))
+        sweeps.append(Sweep(jobs[i][1].name, widths, times))
+    return sweeps
 
 
 def _fit(sums: np.ndarray, times: np.ndarray) -> tuple[float, float]:
@@ -249,16 +335,20 @@ def _timed_layer_names(cost) -> list[str]:
             if cost.structure.layers[n].kind in ("conv", "depthwise", "grouped", "linear", "norm")]
 
 
-def _grid(info, axis: str, varies: bool) -> np.ndarray:
-    """Widths a table is measured at: the full one, and fractions of it where the width varies."""
+def _grid(info, axis: str, varies: bool, multiple: int = 1) -> np.ndarray:
+    """Widths a table is measured at: the full one, and fractions of it where the width varies,
+    rounded up to the hardware's width `multiple` (the tops of its steps: exact where widths are
+    kept on it, and an over- rather than an under-estimate between)."""
     full = info.in_dim if axis == "in" else info.out_dim
     if info.kind in ("depthwise", "norm") and axis == "in":
         return np.array([1])            # one width: the out width (in_is_out)
     if not varies:
         return np.array([full])
-    step = info.groups if info.kind == "grouped" else 1
-    points = {max(step, int(math.ceil(f * full / step)) * step) for f in GRID_FRACTIONS}
-    return np.array(sorted(p for p in points if p <= full))
+    step = info.groups if info.kind == "grouped" else multiple
+    points = {min(full, max(step, int(math.ceil(f * full / step)) * step)) for f in GRID_FRACTIONS}
+    if len(points) < 2 and full > 1:   # a width that varies needs two points to vary between
+        points.add(max(1, full // 2))
+    return np.array(sorted(points))
 
 
 def _padded(g_in: np.ndarray, g_out: np.ndarray, table: np.ndarray, size: int):

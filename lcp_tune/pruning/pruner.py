@@ -5,12 +5,13 @@ vector -> scores -> plan -> (optionally) surgery + check.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import numpy as np
 from torch import nn
 
 from .compensation import COMPENSATIONS, pooled_scale
+from .errors import PruningError
 from .groups import trace_structure
 from .metrics import Batches, channel_metrics
 from .latency import LatencyModel, LatencySettings, Measure, build_latency_model
@@ -19,6 +20,8 @@ from .resources import CostModel
 from .check import verify_pruned
 from .surgery import prune_model
 from .warmstart import uniform_keep, uniform_shifts
+
+AUTO = "auto"   # round_to: the width multiple the latency model measured
 
 
 class Pruner:
@@ -30,22 +33,37 @@ class Pruner:
         metric: a registered metric name (l1, l2, bn, taylor).
         form: a registered compensation form (additive, affine).
         safeguard: minimum kept fraction per group (LeGR's 10%).
-        round_to: keep counts rounded up to multiples of this.
+        round_to: keep counts rounded up to multiples of this; "auto": of the width multiple
+            where the attached latency model found time to step (see `round_to`).
         batches: training batches, for data-dependent metrics (taylor).
     """
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...], metric: str = "l2",
-                 form: str = "additive", safeguard: float = 0.1, round_to: int = 1,
+                 form: str = "additive", safeguard: float = 0.1, round_to: Union[int, str] = 1,
                  batches: Batches = None, ignored_layers: Optional[list[str]] = None):
         self.model = model
         self.form = COMPENSATIONS.get(form)
         self.metric_name = metric
-        self.safeguard, self.round_to = safeguard, round_to
+        self.safeguard, self.round_to_setting = safeguard, round_to
         self.structure = trace_structure(model, input_shape, ignored_layers)
         self.cost = CostModel(self.structure)
         self.metrics = channel_metrics(metric, model, self.structure, batches)
         self.sigma = pooled_scale(self.metrics)
         self._equivalence_checked = False
+
+    @property
+    def round_to(self) -> int:
+        """The width multiple every plan keeps. For "auto": the attached latency model's
+        `width_multiple`, capped at a quarter of the median group width so that most groups keep
+        a few widths to choose from (a measured 32 on a network of 16-wide groups would make
+        them unprunable)."""
+        if self.round_to_setting != AUTO:
+            return self.round_to_setting
+        if self.cost.latency is None:
+            raise PruningError("round_to 'auto' needs a latency model measured on the target device "
+                               "(measure_latency_model or use_latency_model)")
+        cap = max(1, int(np.median(self.structure.group_sizes)) // 4)
+        return int(min(self.cost.latency.width_multiple, 1 << (cap.bit_length() - 1)))
 
     @property
     def group_names(self) -> list[str]:
@@ -107,10 +125,12 @@ class Pruner:
         self.cost.attach_latency(model)
         return model
 
-    def _uniform_copy(self, fraction: float):
-        """The base with every group at `fraction` of its width (safeguard and rounding applied)."""
+    def _uniform_copy(self, fraction: float, multiple: int = 1):
+        """The base with every group at `fraction` of its width (safeguard and rounding applied),
+        widths on the hardware's `multiple` too (where a latency model calibrates)."""
         sizes = self.structure.group_sizes
-        steps = group_steps(self.structure, self.round_to)
+        setting = 1 if self.round_to_setting == AUTO else int(self.round_to_setting)
+        steps = group_steps(self.structure, int(np.lcm(setting, multiple)))
         keep = round_up(np.maximum(min_keep(sizes, self.safeguard, steps), np.ceil(fraction * sizes).astype(np.int64)),
                         sizes, steps)
         if np.array_equal(keep, sizes):

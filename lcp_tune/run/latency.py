@@ -54,10 +54,10 @@ LATENCY_FILE = "latency_model.json"   # in an experiment folder: the model its s
 
 
 def prepare_latency(pruner: Pruner, config, log: Log, folder: Optional[Path] = None) -> Optional[LatencyModel]:
-    """For a latency budget: the model in the experiment `folder` when it has one (a resumed or
-    finished search keeps planning with its own, wherever it runs now), else the cached or newly
-    measured one for `config`'s device and settings. None for other budgets."""
-    if config.prune.resource != "latency":
+    """For a latency budget or --round-to auto: the model in the experiment `folder` when it has
+    one (a resumed or finished search keeps planning with its own, wherever it runs now), else
+    the cached or newly measured one for `config`'s device and settings. None otherwise."""
+    if config.prune.resource != "latency" and config.prune.round_to != "auto":
         return None
     if folder is not None and (Path(folder) / LATENCY_FILE).is_file():
         path = Path(folder) / LATENCY_FILE
@@ -66,6 +66,18 @@ def prepare_latency(pruner: Pruner, config, log: Log, folder: Optional[Path] = N
         except LcpTuneError as exc:
             raise LcpTuneError(f"{path} is not this search's latency model ({exc}); delete it to measure again") from None
     return attach_latency(pruner, config.arch, report_settings(config), log)
+
+
+def round_to_line(pruner: Pruner) -> str:
+    """'round-to auto: 8 (...)': the multiple `auto` became, and the evidence for it."""
+    from lcp_tune.pruning.latency import MULTIPLES, step_shares
+
+    model = pruner.cost.latency
+    shares = step_shares(model.sweeps)
+    capped = "" if pruner.round_to == model.width_multiple else \
+        f"; measured {model.width_multiple}, capped at a quarter of the median group width"
+    return (f"round-to auto: {pruner.round_to} (share of the time's rise at multiples of "
+            + ", ".join(f"{m}: {shares[m]:.2f}" for m in MULTIPLES) + f"{capped})")
 
 
 def report_settings(config) -> LatencySettings:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.models import build_model, default_input_shape
@@ -14,7 +14,7 @@ from lcp_tune.store.compensation_file import check_fits, compensation_vector, re
 from lcp_tune.rules import check_value
 from lcp_tune.store.pruned_io import save_pruned
 
-from .latency import attach_latency, latency_line, latency_settings, measured_latency
+from .latency import attach_latency, latency_line, latency_settings, measured_latency, round_to_line
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class PruneRequest:
     form: Optional[str] = None
     resource: str = "flops"
     safeguard: float = 0.1
-    round_to: int = 1
+    round_to: Union[int, str] = 1   # or "auto": the multiple the latency model found (measured on device)
     batches: object = None        # training batches for the taylor metric
     device: str = "auto"          # --resource latency: measured there, at this batch and thread count
     latency_batch: int = 1
@@ -65,14 +65,17 @@ def prune_to_budgets(req: PruneRequest, log: Callable[[str], None] = lambda s: N
     pruner = Pruner(model, input_shape, metric, form, req.safeguard, req.round_to, req.batches)
     names = pruner.form.param_names(pruner.group_names)
     vector = compensation_vector(record, names) if record else pruner.identity()
+    check_value("prune.round_to", req.round_to)
     settings = None
-    if req.resource == "latency":
+    if req.resource == "latency" or req.round_to == "auto":
         for key, value in (("prune.latency_batch", req.latency_batch), ("prune.latency_threads", req.latency_threads)):
             check_value(key, value)
         settings = latency_settings(req.device, req.latency_batch, req.latency_threads)
         attach_latency(pruner, arch, settings, log)
+        if req.round_to == "auto":
+            log(round_to_line(pruner))
     plans = [pruner.plan(vector, b, req.resource) for b in req.budgets]
-    extra = {"metric": metric, "form": form, "base_checkpoint_sha256": ckpt_hash,
+    extra = {"metric": metric, "form": form, "round_to": pruner.round_to, "base_checkpoint_sha256": ckpt_hash,
              "compensation": str(req.compensation) if req.compensation else None}
     folders = []
     for budget, plan in zip(req.budgets, plans):

@@ -38,7 +38,7 @@ from .base_model import obtain_base
 from .finetune import finetune_many, finetune_ray_session, test_accuracy
 from .finetune_budgets import BUDGETS_FILE, check_budgets, finetune_budgets, run_budgets
 from .interrupts import catching_signals, interrupted
-from .latency import LATENCY_FILE, measured_latency, prepare_latency, report_settings
+from .latency import LATENCY_FILE, measured_latency, prepare_latency, report_settings, round_to_line
 from .report import LABELS, build_report, format_report
 from .validate import validate_config
 
@@ -158,7 +158,8 @@ def _prepare(config: ExperimentConfig, base: torch.nn.Module, data: DataSplits, 
     """The pruner (with its latency model for a latency budget) and the two warm starts; plans
     identity once so a bad budget fails early."""
     pruner = build_pruner(config, base, data)
-    prepare_latency(pruner, config, log, folder)
+    if prepare_latency(pruner, config, log, folder) is not None and config.prune.round_to == "auto":
+        log(round_to_line(pruner))
     identity = pruner.identity()
     pruner.plan(identity, config.prune.budget, config.prune.resource)
     check_budgets(pruner, identity, config.budgets, config)   # every --budgets reachable, before any work
@@ -206,6 +207,7 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
         methods[config.method]["search_objective"] = outcome.best_objective
     report = build_report(config, base_test.accuracy, methods, outcome, recovery, len(data.test),
                           {"base_latency_ms": float(np.median(base_ms)), "settings": timing.key()})
+    report["round_to"] = pruner.round_to   # what every plan kept widths on ("auto" resolved)
     # the final artefacts only once every fine-tune has finished: an interruption leaves none
     write_compensation(exp.compensation_path, pruner, chosen, config, file_hash(exp.base_path))
     save_pruned(exp.pruned_dir, *final, config.arch, data.num_classes, data.input_shape)
