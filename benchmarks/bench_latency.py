@@ -35,7 +35,7 @@ CASES = {"resnet56": (3, 32, 32), "resnet50": (3, 224, 224)}
 
 def run_case(arch: str, shape: tuple[int, ...], batch: int, budgets, args) -> list[dict]:
     torch.manual_seed(0)
-    pruner = Pruner(build_model(arch, 10 if shape[1] <= 64 else 1000, shape[0]), shape)
+    pruner = Pruner(build_model(arch, 10 if shape[1] <= 64 else 1000, shape[0]), shape, round_to=args.round_to)
     settings = LatencySettings(args.device, batch, args.threads)
     start = time.monotonic()
     quick = None
@@ -48,6 +48,7 @@ def run_case(arch: str, shape: tuple[int, ...], batch: int, budgets, args) -> li
     for budget in budgets:
         row = {"arch": arch, "input": shape[1], "batch": batch, "threads": args.threads, "device": args.device,
                "processor": device_model(args.device), "budget": budget, "build_s": build_s,
+               "round_to": pruner.round_to, "multiple": model.width_multiple, "auto": args.round_to == "auto",
                "base_model_ms": model.measured_base * 1e3}
         try:
             plan = pruner.plan(pruner.identity(), budget, "latency")
@@ -68,15 +69,16 @@ def run_case(arch: str, shape: tuple[int, ...], batch: int, budgets, args) -> li
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| network | batch | model built | budget | predicted | measured | error | FLOPs kept | base ms |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| network | batch | round-to | model built | budget | predicted | measured | error | FLOPs kept | "
+             "base ms |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        rounding = f"auto: {r['round_to']}" if r.get("auto") else str(r.get("round_to", 1))
         if "unreachable" in r:
             smallest = r["unreachable"].rsplit(" ", 1)[-1]
-            lines.append(f"| {r['arch']} {r['input']} px | {r['batch']} | {r['build_s']:.0f} s | {r['budget']} | "
-                         f"unreachable (smallest {smallest}) | | | | |")
+            lines.append(f"| {r['arch']} {r['input']} px | {r['batch']} | {rounding} | {r['build_s']:.0f} s | "
+                         f"{r['budget']} | unreachable (smallest {smallest}) | | | | |")
             continue
-        lines.append(f"| {r['arch']} {r['input']} px | {r['batch']} | {r['build_s']:.0f} s | {r['budget']} | "
+        lines.append(f"| {r['arch']} {r['input']} px | {r['batch']} | {rounding} | {r['build_s']:.0f} s | {r['budget']} | "
                      f"{r['predicted']:.3f} | {r['measured_latency_ratio']:.3f} | {100 * r['error']:+.1f}% | "
                      f"{r['flops_ratio']:.3f} | {r['base_latency_ms']:.2f} |")
     errors = np.abs([r["error"] for r in rows if "error" in r])
@@ -95,18 +97,21 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--min-run-time", type=float, default=2.0, help="seconds each timing of a whole network runs")
+    parser.add_argument("--round-to", default=1, help="width multiple of every plan, or auto: the model's")
     parser.add_argument("--smoke", action="store_true", help="resnet20_tiny at 16 px, batch 1, one budget")
     args = parser.parse_args(argv)
+    args.round_to = args.round_to if args.round_to == "auto" else int(args.round_to)
     cases = {a: CASES.get(a, (3, 32, 32)) for a in args.archs}
     if args.smoke:
         cases, args.batches, args.budgets, args.min_run_time = {"resnet20_tiny": (3, 16, 16)}, [1], [0.1, 0.95], 0.05
     args.out.mkdir(parents=True, exist_ok=True)
     done_file = args.out / "rows.jsonl"
     rows = read_rows(done_file)
-    done = {(r["arch"], r["batch"], r["threads"], r["device"]) for r in rows}
+    # rows of the first version (before --round-to auto) had no "auto": they planned with 1
+    done = {(r["arch"], r["batch"], r["threads"], r["device"], r.get("auto", False)) for r in rows}
     for arch, shape in cases.items():
         for batch in args.batches:
-            if (arch, batch, args.threads, args.device) in done:
+            if (arch, batch, args.threads, args.device, args.round_to == "auto") in done:
                 continue
             new = run_case(arch, shape, batch, args.budgets, args)
             append_rows(done_file, new)

@@ -124,3 +124,31 @@ def test_latency_benchmark_smoke(tmp_path):
     assert "| resnet20_tiny 16 px | 1 |" in (out / "latency_table.md").read_text()
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert again.returncode == 0 and "measuring latency" not in again.stdout
+
+
+def test_latency_search_compares_each_latency_network_with_the_flops_front_at_equal_latency():
+    """bench_latency_search's comparison: the FLOPs front's accuracy interpolated at the latency
+    network's measured latency and its latency at that network's FLOPs; nothing extrapolated,
+    an unreachable budget listed as such."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from bench_latency_search import compare, table
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rows = [{"seed": 0, "resource": "flops", "budget": b, "folder": f"f{b}", "test_acc": acc, "flops_ratio": b}
+            for b, acc in ((0.2, 0.80), (0.5, 0.90))]
+    rows += [{"seed": 0, "resource": "latency", "budget": 0.8, "folder": "l0.8", "test_acc": 0.88, "flops_ratio": 0.3,
+              "predicted_latency_ratio": 0.8},
+             {"seed": 0, "resource": "latency", "budget": 0.6, "folder": "l0.6", "test_acc": 0.7, "flops_ratio": 0.1},
+             {"seed": 0, "resource": "latency", "budget": 0.5, "folder": "l0.5",
+              "unreachable": "budget 0.5 of the base latency is unreachable: the smallest reachable is 0.5500"}]
+    measured = {"f0.2": 0.7, "f0.5": 0.9, "l0.8": 0.8, "l0.6": 0.6}
+    measured = {k: {"measured_latency_ratio": v} for k, v in measured.items()}
+    by_budget = {c["budget"]: c for c in compare(rows, measured)}
+    assert set(by_budget) == {0.8, 0.6}
+    assert by_budget[0.8]["front_acc"] == pytest.approx(0.85)                # half way between 0.80 and 0.90
+    assert by_budget[0.8]["front_latency_at_flops"] == pytest.approx(0.7 + 0.2 / 3)
+    assert by_budget[0.6]["front_acc"] is None and by_budget[0.6]["front_latency_at_flops"] is None
+    text = table(rows, measured)
+    assert "| 0 | 0.8 | 0.800 | 88.00 | 85.00 | +3.00 | 0.300 | 0.767 |" in text
+    assert "unreachable: smallest 0.5500" in text
