@@ -39,12 +39,12 @@ GRID_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)   # of a layer's full width, where 
 CALIBRATION_FRACTIONS = (1.0, 0.75, 0.5, 0.3)   # uniform widths the whole network is timed at
 # A shared machine drifts by tens of percent within seconds (BENCHMARKS.md section 15): every
 # table is timed in PASSES passes (the second in reverse order) keeping each point's fastest,
-# and the whole network's widths are timed in turn for ROUNDS rounds, keeping each one's median.
+# and each thinner whole network is timed right after the base for ROUNDS rounds (paired ratios).
 PASSES, ROUNDS = 2, 3
 SWEEP_SHAPES, SWEEP_SPAN = 3, 64                # layer shapes swept, widths per sweep
 MULTIPLES = (2, 4, 8, 16, 32)                   # width multiples a sweep can find
 STEP_SHARE = 0.7                                # of the rise at multiples of m: latency steps at m
-MODEL_VERSION = 2                               # bump when tables are measured differently
+MODEL_VERSION = 3                               # bump when tables are measured differently
 Measure = Callable[[nn.Module, torch.Tensor], float]
 
 
@@ -278,19 +278,38 @@ def build_latency_model(model: nn.Module, cost, input_shape: tuple[int, ...], se
         partial = LatencyModel(cost, layers, grids, tables, (0.0, 1.0), settings, 1.0)
         networks = [prune_uniform(fraction, multiple) for fraction in CALIBRATION_FRACTIONS]
         sums = [float(partial.layer_sum(keep)[0]) for _, keep in networks]
-        rounds = np.zeros((ROUNDS, len(networks)))
-        for r in range(ROUNDS):
-            for i, (network, _) in enumerate(networks):
-                example = torch.randn(settings.batch, *input_shape, device=device)
-                rounds[r, i] = measure_whole(network.to(device), example)
-                network.to("cpu")
-        times = list(np.median(rounds, axis=0))
+        times = _paired_times([network for network, _ in networks], input_shape, settings, device, measure_whole)
     calibration = _fit(np.array(sums), np.array(times))
     built = LatencyModel(cost, layers, grids, tables, calibration, settings, times[0], time.monotonic() - start,
                          sweeps=sweeps)
     log(f"latency model built in {built.build_s:.1f}s: base network {times[0] * 1e3:.3f} ms per batch of "
         f"{settings.batch}")
     return built
+
+
+def _paired_times(networks: list[nn.Module], input_shape: tuple[int, ...], settings: LatencySettings,
+                  device: torch.device, measure: Measure) -> list[float]:
+    """Seconds of each network, the first being the base: each other one timed right after the
+    base in every round, its time the median of its per-round ratios x the base's median time.
+    This machine's speed drifts by tens of percent within a minute; a ratio of two timings a
+    second apart does not (unpaired, one drifting round moved the calibration and the smallest
+    reachable budget from 0.36 to 0.64: BENCHMARKS.md section 15)."""
+    example = torch.randn(settings.batch, *input_shape, device=device)
+    for network in networks:
+        network.to(device)
+    try:
+        base, ratios = [], np.zeros((ROUNDS, len(networks)))
+        for r in range(ROUNDS):
+            for i, network in enumerate(networks):
+                if i == 0:
+                    continue
+                base.append(measure(networks[0], example))
+                ratios[r, i] = measure(network, example) / base[-1]
+    finally:
+        for network in networks:
+            network.to("cpu")
+    whole = float(np.median(base)) if base else measure(networks[0], example)
+    return [whole] + [float(np.median(ratios[:, i])) * whole for i in range(1, len(networks))]
 
 
 def _sweeps(jobs: list, uses: np.ndarray, settings: LatencySettings, device: torch.device,
