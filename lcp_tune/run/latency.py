@@ -70,14 +70,12 @@ def prepare_latency(pruner: Pruner, config, log: Log, folder: Optional[Path] = N
 
 def round_to_line(pruner: Pruner) -> str:
     """'round-to auto: 8 (...)': the multiple `auto` became, and the evidence for it."""
-    from lcp_tune.pruning.latency import MULTIPLES, step_shares
+    from lcp_tune.pruning.latency import cost_words
 
     model = pruner.cost.latency
-    shares = step_shares(model.sweeps)
     capped = "" if pruner.round_to == model.width_multiple else \
         f"; measured {model.width_multiple}, capped at a quarter of the median group width"
-    return (f"round-to auto: {pruner.round_to} (share of the time's rise at multiples of "
-            + ", ".join(f"{m}: {shares[m]:.2f}" for m in MULTIPLES) + f"{capped})")
+    return f"round-to auto: {pruner.round_to} (time of the swept widths {cost_words(model.sweeps)}{capped})"
 
 
 def report_settings(config) -> LatencySettings:
