@@ -21,7 +21,8 @@ from lcp_tune.pruning import Pruner
 from lcp_tune.pruning import latency as latency_module
 from lcp_tune.pruning.errors import UnreachableBudgetError
 from lcp_tune.pruning.errors import PruningError
-from lcp_tune.pruning.latency import LatencySettings, Sweep, width_multiple
+from lcp_tune.pruning.latency import LatencySettings
+from lcp_tune.pruning.width_multiple import Sweep, width_multiple
 from lcp_tune.run import latency as run_latency
 from lcp_tune.testing import assert_one_line_error
 

@@ -6,14 +6,10 @@ distinct layer shape of the network (conv, linear, BatchNorm, at its input size)
 standalone module at a grid of input and output widths, with `torch.utils.benchmark` on the
 target device, batch and thread count; between grid points time is bilinear in the two widths
 (exact for a cost c0 + c1 in + c2 out + c3 in out). The sum over layers is then calibrated on
-the whole network, timed at full width and at two uniformly thinner widths: network time =
-a + b x layer sum (a covers what no table sees: activations, residual adds, pooling, Python).
-
-Hardware runs some widths faster than their neighbours (tensor cores want multiples of 8,
-CPU kernels block channels by 8 or 16). Before the tables, the layer shapes that take most of
-the time are timed at every width over a 64-wide span (a "sweep"); the largest width multiple
-that widths can be rounded up to at (almost) no cost in time is the model's `width_multiple`:
-the tables' grid points are put on it, and `--round-to auto` keeps widths on it.
+the whole network, timed at full width and at three uniformly thinner widths, each right after
+the base: network time = a + b x layer sum (a covers what no table sees: activations, residual
+adds, pooling, Python). Before the tables, the costliest layer shapes are timed at every width of
+a span; their `width_multiple` (width_multiple.py) puts the grid points on the device's block.
 
 Every table is made non-decreasing in both widths (a running maximum), so the network's
 predicted time only grows with every kept channel and the planner's threshold search and budget
@@ -34,6 +30,7 @@ from torch import nn
 
 from .errors import PruningError
 from .groups import CONV_TYPES, hooked_forward
+from .width_multiple import Sweep, cost_words, width_multiple
 
 GRID_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)   # of a layer's full width, where it varies
 CALIBRATION_FRACTIONS = (1.0, 0.75, 0.5, 0.3)   # uniform widths the whole network is timed at
@@ -42,8 +39,6 @@ CALIBRATION_FRACTIONS = (1.0, 0.75, 0.5, 0.3)   # uniform widths the whole netwo
 # and each thinner whole network is timed right after the base for ROUNDS rounds (paired ratios).
 PASSES, ROUNDS = 2, 3
 SWEEP_SHAPES, SWEEP_SPAN = 3, 64                # layer shapes swept, widths per sweep
-MULTIPLES = (2, 4, 8, 16, 32)                   # width multiples a sweep can find
-ROUND_UP_FREE = 0.01                            # rounding widths up to m costs at most this: time steps at m
 MODEL_VERSION = 3                               # bump when tables are measured differently
 Measure = Callable[[nn.Module, torch.Tensor], float]
 
@@ -94,48 +89,6 @@ def measure_latency(model: nn.Module, example: torch.Tensor, threads: int = 1, m
     finally:
         model.train(was)
     return float(measurement.median)
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """One layer shape timed at every width of a span (its input width following its output)."""
-
-    layer: str              # the first layer of that shape, for the log
-    widths: np.ndarray      # consecutive output widths
-    times: np.ndarray       # seconds at each
-
-
-def rounding_costs(sweeps: list[Sweep]) -> dict[int, float]:
-    """For each multiple m: how much more time the swept widths take when each is rounded up to
-    a multiple of m, as a share of their time (widths whose multiple lies past the sweep left
-    out). Hardware that computes channels in blocks of m makes that nothing, or less than
-    nothing where odd widths take a slow path; time that grows smoothly makes it about
-    (m - 1) / 2 channels' worth."""
-    costs = {}
-    for m in MULTIPLES:
-        extra = total = 0.0
-        for sweep in sweeps:
-            up = -(-sweep.widths // m) * m
-            inside = up <= sweep.widths[-1]
-            extra += float((sweep.times[up[inside] - sweep.widths[0]] - sweep.times[inside]).sum())
-            total += float(sweep.times[inside].sum())
-        costs[m] = extra / total if total > 0 else math.inf
-    return costs
-
-
-def cost_words(sweeps: list[Sweep]) -> str:
-    """'rounding up to 2: +1.2%, 4: +3.0%, ...' for logs."""
-    costs = rounding_costs(sweeps)
-    return "rounding up to " + ", ".join(f"{m}: {100 * costs[m]:+.1f}%" for m in MULTIPLES)
-
-
-def width_multiple(sweeps: list[Sweep]) -> int:
-    """The largest multiple whose rounding up costs at most ROUND_UP_FREE of the time more than
-    the cheapest choice (1, which costs nothing, or a multiple that saves time): on blocks of 8
-    that is 8 (16 would pay for half a block); where odd widths take a slow path, 2."""
-    costs = {1: 0.0, **rounding_costs(sweeps)}
-    best = min(costs.values())
-    return max(m for m, cost in costs.items() if cost <= best + ROUND_UP_FREE)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from lcp_tune.devices import resolve_device
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.pruning import Pruner
 from lcp_tune.pruning.latency import LatencyModel, LatencySettings, measure_latency
+from lcp_tune.pruning.width_multiple import cost_words
 from lcp_tune.store.files import read_json, write_json
 
 from .base_model import cache_dir
@@ -70,8 +71,6 @@ def prepare_latency(pruner: Pruner, config, log: Log, folder: Optional[Path] = N
 
 def round_to_line(pruner: Pruner) -> str:
     """'round-to auto: 8 (...)': the multiple `auto` became, and the evidence for it."""
-    from lcp_tune.pruning.latency import cost_words
-
     model = pruner.cost.latency
     capped = "" if pruner.round_to == model.width_multiple else \
         f"; measured {model.width_multiple}, capped at a quarter of the median group width"
