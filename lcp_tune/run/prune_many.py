@@ -52,6 +52,7 @@ def prune_to_budgets(req: PruneRequest, log: Callable[[str], None] = lambda s: N
     _check_choices(record, metric, form)
     for budget in req.budgets:
         check_budget(budget)
+    check_value("prune.round_to", req.round_to)   # before any model is built
     repeated = sorted({f"{b:g}" for b in req.budgets if req.budgets.count(b) > 1})
     if repeated:
         raise LcpTuneError(f"--budget {repeated[0]} is given twice; each budget writes its own folder budget-<b>/")
@@ -65,7 +66,6 @@ def prune_to_budgets(req: PruneRequest, log: Callable[[str], None] = lambda s: N
     pruner = Pruner(model, input_shape, metric, form, req.safeguard, req.round_to, req.batches)
     names = pruner.form.param_names(pruner.group_names)
     vector = compensation_vector(record, names) if record else pruner.identity()
-    check_value("prune.round_to", req.round_to)
     settings = None
     if req.resource == "latency" or req.round_to == "auto":
         for key, value in (("prune.latency_batch", req.latency_batch), ("prune.latency_threads", req.latency_threads)):
