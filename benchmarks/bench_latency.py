@@ -27,7 +27,8 @@ from results_file import append_rows, read_rows  # noqa: E402
 from lcp_tune.models import build_model  # noqa: E402
 from lcp_tune.pruning import Pruner  # noqa: E402
 from lcp_tune.pruning.errors import UnreachableBudgetError  # noqa: E402
-from lcp_tune.pruning.latency import LatencySettings, device_model, measure_latency  # noqa: E402
+from lcp_tune.pruning.latency import LatencySettings  # noqa: E402
+from lcp_tune.pruning.layer_timing import device_model, measure_latency  # noqa: E402
 from lcp_tune.run.latency import measured_latency  # noqa: E402
 
 CASES = {"resnet56": (3, 32, 32), "resnet50": (3, 224, 224)}

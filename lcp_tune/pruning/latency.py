@@ -19,7 +19,6 @@ per architecture. Plain torch: no Ray, no files (the caller caches `to_dict()`).
 from __future__ import annotations
 
 import math
-import platform
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -29,7 +28,8 @@ import torch
 from torch import nn
 
 from .errors import PruningError
-from .groups import CONV_TYPES, hooked_forward
+from .layer_timing import (device_model, input_shapes, layer_signature, measure_latency, module_named,
+                           standalone, torch_threads)
 from .width_multiple import Sweep, cost_words, width_multiple
 
 GRID_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)   # of a layer's full width, where it varies
@@ -55,40 +55,6 @@ class LatencySettings:
         """Everything a measurement depends on, for the cache key and the check on load."""
         return {"device": self.device, "device_model": device_model(self.device), "batch": self.batch,
                 "threads": self.threads, "torch": torch.__version__, "version": MODEL_VERSION}
-
-
-def device_model(device: str) -> str:
-    """The processor behind a device name: the GPU's name, or the CPU's model line."""
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def measure_latency(model: nn.Module, example: torch.Tensor, threads: int = 1, min_run_time: float = 0.2) -> float:
-    """Median seconds of one forward pass on `example`'s device, after warm-up, in eval mode."""
-    import logging
-
-    # importing torch.utils.benchmark warns "No CUDA runtime is found" on CPU machines: noise in a report
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    from torch.utils import benchmark
-
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for _ in range(3):
-                model(example)
-            timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": example}, num_threads=threads)
-            measurement = timer.blocked_autorange(min_run_time=min_run_time)
-    finally:
-        model.train(was)
-    return float(measurement.median)
 
 
 @dataclass(frozen=True)
@@ -199,14 +165,14 @@ def build_latency_model(model: nn.Module, cost, input_shape: tuple[int, ...], se
     # the whole network is timed longer: its four times set the calibration
     measure_whole = measure or (lambda module, x: measure_latency(module, x, settings.threads, min_run_time=0.3))
     measure = measure or (lambda module, x: measure_latency(module, x, settings.threads, min_run_time=0.03))
-    shapes = _input_shapes(model, input_shape)
+    shapes = input_shapes(model, input_shape)
     signatures: dict[tuple, int] = {}
     layers, jobs = [], []
     for name in _timed_layer_names(cost):
-        info, module = cost.structure.layers[name], _module(model, name)
+        info, module = cost.structure.layers[name], module_named(model, name)
         i = cost.layer_names.index(name)
         varies_in, varies_out = bool(cost.A_in[i].any()), bool(cost.A_out[i].any())
-        key = (type(module).__name__, info.kind, info.in_dim, info.out_dim, _conv_args(module),
+        key = (type(module).__name__, info.kind, info.in_dim, info.out_dim, layer_signature(module),
                shapes[name], varies_in, varies_out)
         if key not in signatures:
             signatures[key] = len(jobs)
@@ -215,7 +181,7 @@ def build_latency_model(model: nn.Module, cost, input_shape: tuple[int, ...], se
         layers.append(_Layer(name, signatures[key], scale, info.kind in ("depthwise", "norm")))
     log(f"measuring latency on {settings.device} (batch {settings.batch}, {settings.threads} thread"
         f"{'s' * (settings.threads != 1)}): {len(jobs)} layer shapes; first the widths where time steps")
-    with _threads(settings.threads):
+    with torch_threads(settings.threads):
         uses = np.bincount([layer.signature for layer in layers], minlength=len(jobs))
         sweeps = _sweeps(jobs, uses, settings, device, measure)
     multiple = width_multiple(sweeps)
@@ -228,12 +194,12 @@ def build_latency_model(model: nn.Module, cost, input_shape: tuple[int, ...], se
     tables = [np.full((len(g_in), len(g_out)), np.inf) for g_in, g_out in grids]
     cells = [(t, a, b) for t, (g_in, g_out) in enumerate(grids) for a in range(len(g_in)) for b in range(len(g_out))]
     done, next_line = 0, 0.25
-    with _threads(settings.threads):
+    with torch_threads(settings.threads):
         for order in [cells, cells[::-1]][:PASSES]:
             for t, a, b in order:
                 module, info, shape, _, _ = jobs[t]
                 g_in, g_out = grids[t]
-                layer, x = _standalone(module, info, int(g_in[a]), int(g_out[b]), shape, settings.batch, device)
+                layer, x = standalone(module, info, int(g_in[a]), int(g_out[b]), shape, settings.batch, device)
                 tables[t][a, b] = min(tables[t][a, b], measure(layer, x))
                 done += 1
                 if done >= next_line * points * PASSES:
@@ -285,7 +251,7 @@ def _sweeps(jobs: list, uses: np.ndarray, settings: LatencySettings, device: tor
     def timed(job, w_out: int) -> float:
         module, info, shape, varies_in, _ = job
         w_in = max(1, round(w_out * info.in_dim / info.out_dim)) if varies_in else info.in_dim
-        return measure(*_standalone(module, info, w_in, w_out, shape, settings.batch, device))
+        return measure(*standalone(module, info, w_in, w_out, shape, settings.batch, device))
 
     candidates = [i for i, job in enumerate(jobs) if job[4] and job[1].kind in ("conv", "linear", "depthwise")
                   and job[1].out_dim >= 2]
@@ -357,59 +323,3 @@ def _bilinear_all(g_in: np.ndarray, g_out: np.ndarray, table: np.ndarray, x: np.
     u = np.clip((y - y0) / (y1 - y0), 0.0, 1.0)
     return ((1 - t) * (1 - u) * table[m, i, j] + t * (1 - u) * table[m, i + 1, j]
             + (1 - t) * u * table[m, i, j + 1] + t * u * table[m, i + 1, j + 1])
-
-
-def _input_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    """Each module's input shape per sample (channels excluded: they are the table's axis)."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    names = {m: n for n, m in model.named_modules()}
-
-    def hook(mod, inputs, _out):
-        x = inputs[0]
-        shapes[names[mod]] = tuple(x.shape[2:]) if not isinstance(mod, nn.Linear) else tuple(x.shape[1:-1])
-
-    hooked_forward(model, input_shape, CONV_TYPES + (nn.Linear, nn.modules.batchnorm._BatchNorm), hook)
-    return shapes
-
-
-def _conv_args(module: nn.Module) -> tuple:
-    if isinstance(module, CONV_TYPES):
-        return (type(module).__name__, module.kernel_size, module.stride, module.padding, module.dilation,
-                module.groups, module.bias is not None, module.padding_mode)
-    if isinstance(module, nn.Linear):
-        return ("Linear", module.bias is not None)
-    return (type(module).__name__,)
-
-
-def _standalone(module: nn.Module, info, w_in: int, w_out: int, shape: tuple[int, ...], batch: int,
-                device: torch.device) -> tuple[nn.Module, torch.Tensor]:
-    """A fresh module like `module` at widths (w_in, w_out) and a random input for it."""
-    if isinstance(module, CONV_TYPES):
-        groups = w_out if info.kind == "depthwise" else module.groups
-        in_channels = w_out if info.kind == "depthwise" else w_in
-        layer = type(module)(in_channels, w_out, module.kernel_size, module.stride, module.padding,
-                             module.dilation, groups, module.bias is not None, module.padding_mode)
-        x = torch.randn(batch, in_channels, *shape)
-    elif isinstance(module, nn.Linear):
-        layer = nn.Linear(w_in, w_out, bias=module.bias is not None)
-        x = torch.randn(batch, *shape, w_in)
-    else:
-        layer = type(module)(w_out)
-        x = torch.randn(batch, w_out, *shape)
-    return layer.to(device).eval(), x.to(device)
-
-
-def _module(model: nn.Module, name: str) -> nn.Module:
-    return dict(model.named_modules())[name]
-
-
-class _threads:
-    def __init__(self, count: int):
-        self.count = count
-
-    def __enter__(self):
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(max(1, self.count))
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.before)

@@ -20,7 +20,8 @@ from torch import nn
 from lcp_tune.devices import resolve_device
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.pruning import Pruner
-from lcp_tune.pruning.latency import LatencyModel, LatencySettings, measure_latency
+from lcp_tune.pruning.latency import LatencyModel, LatencySettings
+from lcp_tune.pruning.layer_timing import measure_latency
 from lcp_tune.pruning.width_multiple import cost_words
 from lcp_tune.store.files import read_json, write_json
 
