@@ -61,6 +61,32 @@ def test_objective_table_ranks_and_picks_by_each_objective():
     assert "uniform 85.00%, best 86.00% (u0.25-0), global 70.00%" in text
 
 
+def test_pick_margin_keeps_uniform_unless_the_best_beats_it_by_the_margin(tmp_path):
+    """pick_margin.py: the rule takes the best candidate only when its objective is lower than
+    uniform's by more than the margin, from both sources of rows (candidate sets, searches)."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from pick_margin import OBJECTIVE, candidate_sets, gain, table
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    (tmp_path / "objective_fidelity_b0.3").mkdir()
+    (tmp_path / "objective_fidelity_b0.3" / "rows.jsonl").write_text("".join(
+        json.dumps({"seed": 0, "budget": 0.3, "candidate": c, "test_acc": a, OBJECTIVE: o}) + "\n"
+        for c, a, o in [("uniform", 0.85, 0.50), ("u0.25-0", 0.84, 0.45), ("global", 0.70, 1.2)]))
+    (tmp_path / "paper_table_fashion-mnist_x").mkdir()
+    (tmp_path / "paper_table_fashion-mnist_x" / "rows.jsonl").write_text("".join(
+        json.dumps({"seed": 1, "budget": 0.15, "method": m, "test_acc": a, "search_objective": o}) + "\n"
+        for m, a, o in [("lcp", 0.80, 0.6), ("uniform", 0.78, 1.2), ("global", 0.6, 1.5)]))
+    sets = candidate_sets(tmp_path)
+    assert set(sets) == {("candidates", 0, 0.3), ("search", 1, 0.15)}
+    assert gain(*sets[("candidates", 0, 0.3)], 0.05) == pytest.approx(-1.0)   # 10% lower: taken, loses a point
+    assert gain(*sets[("candidates", 0, 0.3)], 0.15) == 0.0                  # not by 15%: uniform kept
+    assert gain(*sets[("search", 1, 0.15)], 0.3) == pytest.approx(2.0)       # 50% lower: taken
+    assert "| 5% | -1.00, +2.00 | +0.50 |" in table(sets)
+
+
 def test_gpu_check_runs_as_written_at_its_smoke_size_on_cpu(tmp_path):
     """benchmarks/gpu_check.sh --smoke --device cpu: every row of the GPU table comes out of a
     real run (none failed), each a positive number; --device cuda without a GPU is one line."""
