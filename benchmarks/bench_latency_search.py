@@ -12,9 +12,11 @@ smallest reachable is recorded as such.
 Every finished unit is appended to rows.jsonl in --out and skipped when run again. The latency
 model is measured (or read from the cache) before the first unit.
 
-Then every final network is timed against its base in one pass (alternating rounds, the ratio
-taken per round), so all measured latencies come from the same minutes of this machine; the
-latency each search's own report measured is kept as well. The table compares the two fronts:
+Then, with Ray shut down (an idle Ray slowed timings measurably), every final network is timed
+against its base in --passes passes over all of them (alternating rounds, the ratio taken per
+round; each network's median pass is its number, the range is shown), so all measured latencies
+come from the same minutes of this machine; the latency each search's own report measured is
+kept as well. The table compares the two fronts:
 at each latency-budgeted network's measured latency, the FLOPs front's accuracy there (linear
 between its two neighbours); at its FLOPs, the FLOPs front's measured latency (the speed-up each
 gives at equal FLOPs).
@@ -85,8 +87,9 @@ def prepare_latency_model(args: argparse.Namespace) -> None:
     prepare_latency(build_pruner(config, base, data), config, lambda line: print(f"  {line}", flush=True))
 
 
-def measure_all(rows: list[dict], out: Path, min_run_time: float, rounds: int) -> dict[str, dict]:
-    """Every final network against its own base, one after another in this one run."""
+def measure_all(rows: list[dict], out: Path, min_run_time: float, rounds: int, passes: int) -> dict[str, dict]:
+    """Every final network against its own base, one after another in this one run, in `passes`
+    passes over all of them; each network's ratio is the median of its passes (all are kept)."""
     from lcp_tune.models import build_model
     from lcp_tune.run.latency import measured_latency, report_settings
     from lcp_tune.store.checkpoints import load_state_dict
@@ -94,18 +97,24 @@ def measure_all(rows: list[dict], out: Path, min_run_time: float, rounds: int) -
     from lcp_tune.store.files import read_json
     from lcp_tune.store.pruned_io import load_pruned
 
-    measured = {}
+    pairs = {}
     for row in (r for r in rows if "unreachable" not in r):
         folder = out / row["folder"]
         config = load_config(folder / "config.yaml")
-        pruned = load_pruned(folder / "pruned")
         meta = read_json(folder / "pruned" / "plan.json")
         base = build_model(config.arch, meta["num_classes"], meta["input_shape"][0])
         base.load_state_dict(load_state_dict(folder / "base.pt"))
-        measured[row["folder"]] = measured_latency(base, pruned, tuple(meta["input_shape"]), report_settings(config),
-                                                   min_run_time, rounds)
-        print(f"  {row['folder']}: {measured[row['folder']]['measured_latency_ratio']:.3f} of the base's latency",
+        pairs[row["folder"]] = (base, load_pruned(folder / "pruned"), tuple(meta["input_shape"]), report_settings(config))
+    runs: dict[str, list[dict]] = {name: [] for name in pairs}
+    for n in range(passes):
+        for name, (base, pruned, shape, settings) in pairs.items():
+            runs[name].append(measured_latency(base, pruned, shape, settings, min_run_time, rounds))
+        print(f"  pass {n + 1}: " + ", ".join(f"{name} {r[-1]['measured_latency_ratio']:.3f}" for name, r in runs.items()),
               flush=True)
+    measured = {}
+    for name, results in runs.items():
+        ratios = [r["measured_latency_ratio"] for r in results]
+        measured[name] = {**results[0], "measured_latency_ratio": float(np.median(ratios)), "passes": ratios}
     return measured
 
 
@@ -137,9 +146,15 @@ def compare(rows: list[dict], measured: dict[str, dict]) -> list[dict]:
     return out
 
 
+def _measured_cell(m: dict) -> str:
+    passes = m.get("passes", [])
+    spread = f" ({min(passes):.3f}-{max(passes):.3f})" if len(passes) > 1 else ""
+    return f"{m['measured_latency_ratio']:.3f}{spread}"
+
+
 def table(rows: list[dict], measured: dict[str, dict]) -> str:
     lines = ["| seed | resource | budget | test acc | FLOPs kept | latency predicted | latency measured | "
-             "in its own report |", "|---|---|---|---|---|---|---|---|"]
+             "in its own report |", "|---|---|---|---|---|---|---|---|"]   # measured: median (passes' range)
     for r in sorted(rows, key=lambda r: (r["seed"], r["resource"], r["budget"])):
         if "unreachable" in r:
             lines.append(f"| {r['seed']} | {r['resource']} | {r['budget']:g} | unreachable: smallest "
@@ -148,7 +163,7 @@ def table(rows: list[dict], measured: dict[str, dict]) -> str:
         predicted = f"{r['predicted_latency_ratio']:.3f}" if r.get("predicted_latency_ratio") else "-"
         report = f"{r['report_latency_ratio']:.3f}" if r.get("report_latency_ratio") else "-"
         lines.append(f"| {r['seed']} | {r['resource']} | {r['budget']:g} | {100 * r['test_acc']:.2f} | "
-                     f"{r['flops_ratio']:.3f} | {predicted} | {measured[r['folder']]['measured_latency_ratio']:.3f} | "
+                     f"{r['flops_ratio']:.3f} | {predicted} | {_measured_cell(measured[r['folder']])} | "
                      f"{report} |")
     lines += ["", "| seed | latency budget | measured latency | test acc | FLOPs front's acc there | difference | "
                   "FLOPs kept | FLOPs front's latency at those FLOPs |", "|---|---|---|---|---|---|---|---|"]
@@ -180,6 +195,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--base-epochs", type=int)
     parser.add_argument("--min-run-time", type=float, default=2.0, help="seconds each network pair is timed")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--passes", type=int, default=3,
+                        help="passes over all networks; each network's ratio is the median of its passes")
     parser.add_argument("--smoke", action="store_true", help="a tiny net, 2 trials, one budget each")
     args = parser.parse_args(argv)
     if args.latency_budgets is None:
@@ -187,6 +204,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.smoke:
         args.arch, args.trials, args.tau_hat, args.finetune_epochs, args.base_epochs = "resnet20_tiny", 2, 5, 1, 2
         args.flops_budgets, args.latency_budgets, args.min_run_time, args.rounds = [0.5, 0.9], [0.97], 0.1, 2
+        args.passes = 2
     if args.round_to is not None and args.round_to != "auto":
         args.round_to = int(args.round_to)
     from lcp_tune.tune.cluster import init_ray
@@ -208,8 +226,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         rows.append(row)
         print(f"seed {seed} {resource} {budget:g} ({row['run_s']:.0f}s): " + (row.get("unreachable") or
               f"{100 * row['test_acc']:.2f}% at {row['flops_ratio']:.3f} of the FLOPs"), flush=True)
+    import ray
+
+    ray.shutdown()   # an idle Ray still takes CPU: timings beside it ran 0.05-0.2 slower (BENCHMARKS 16b)
     print("timing every final network against its base:", flush=True)
-    measured = measure_all(rows, args.out, args.min_run_time, args.rounds)
+    measured = measure_all(rows, args.out, args.min_run_time, args.rounds, args.passes)
     (args.out / "measured.json").write_text(json.dumps(measured, indent=1) + "\n")
     text = table(rows, measured)
     (args.out / "latency_search.md").write_text(text + "\n")

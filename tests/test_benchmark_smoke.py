@@ -170,6 +170,7 @@ def test_latency_search_compares_each_latency_network_with_the_flops_front_at_eq
               "unreachable": "budget 0.5 of the base latency is unreachable: the smallest reachable is 0.5500"}]
     measured = {"f0.2": 0.7, "f0.5": 0.9, "l0.8": 0.8, "l0.6": 0.6}
     measured = {k: {"measured_latency_ratio": v} for k, v in measured.items()}
+    measured["f0.5"]["passes"] = [0.85, 0.9, 0.95]                           # the median and the passes' range
     by_budget = {c["budget"]: c for c in compare(rows, measured)}
     assert set(by_budget) == {0.8, 0.6}
     assert by_budget[0.8]["front_acc"] == pytest.approx(0.85)                # half way between 0.80 and 0.90
@@ -178,3 +179,4 @@ def test_latency_search_compares_each_latency_network_with_the_flops_front_at_eq
     text = table(rows, measured)
     assert "| 0 | 0.8 | 0.800 | 88.00 | 85.00 | +3.00 | 0.300 | 0.767 |" in text
     assert "unreachable: smallest 0.5500" in text
+    assert "| 0 | flops | 0.5 | 90.00 | 0.500 | - | 0.900 (0.850-0.950) |" in text
