@@ -89,7 +89,8 @@ def prepare_latency_model(args: argparse.Namespace) -> None:
 
 def measure_all(rows: list[dict], out: Path, min_run_time: float, rounds: int, passes: int) -> dict[str, dict]:
     """Every final network against its own base, one after another in this one run, in `passes`
-    passes over all of them; each network's ratio is the median of its passes (all are kept)."""
+    passes over all of them; each network's number is its median pass (the lower of the middle
+    two for an even count), and every pass's ratio is kept."""
     from lcp_tune.models import build_model
     from lcp_tune.run.latency import measured_latency, report_settings
     from lcp_tune.store.checkpoints import load_state_dict
@@ -112,9 +113,9 @@ def measure_all(rows: list[dict], out: Path, min_run_time: float, rounds: int, p
         print(f"  pass {n + 1}: " + ", ".join(f"{name} {r[-1]['measured_latency_ratio']:.3f}" for name, r in runs.items()),
               flush=True)
     measured = {}
-    for name, results in runs.items():
-        ratios = [r["measured_latency_ratio"] for r in results]
-        measured[name] = {**results[0], "measured_latency_ratio": float(np.median(ratios)), "passes": ratios}
+    for name, results in runs.items():   # the median pass whole (its times with its ratio); all ratios kept
+        middle = sorted(results, key=lambda r: r["measured_latency_ratio"])[(len(results) - 1) // 2]
+        measured[name] = {**middle, "passes": [r["measured_latency_ratio"] for r in results]}
     return measured
 
 
