@@ -375,3 +375,27 @@ def test_loader_workers_default_from_the_cpus_their_owner_has_and_count_against_
                                            "search.cpus_per_trial": 4})
     evaluator = CandidateEvaluator(config, build_model("resnet20_tiny", 10, 3).state_dict(), data=images)
     assert evaluator.train_loader.num_workers == 3 and evaluator.threads == 1   # a 4-CPU trial: 3 decode, 1 computes
+
+
+def test_digits_read_from_the_shipped_file_are_scikit_learns_and_need_no_import(monkeypatch):
+    """The default's data without importing scikit-learn (2 s in every process): the same
+    images and labels as `load_digits`, and `load_digits` itself where the file is missing."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from lcp_tune.data import digits as module
+
+    images, labels = module.digits_arrays()
+    reference = load_digits()
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
+    probe = ("import sys; from lcp_tune.data.digits import digits_arrays; digits_arrays(); "
+             "print('sklearn' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)   # the file not found
+    images, labels = module.digits_arrays()
+    assert images.shape == (1797, 8, 8) and np.array_equal(labels, reference.target)
