@@ -61,21 +61,36 @@ def trained_base(tmp_path) -> str:
     return str(checkpoint)
 
 
-def test_sigkill_then_resume_keeps_finished_trials(tmp_path, local_ray):
+def test_killed_then_interrupted_resume_keeps_every_finished_trial(tmp_path, local_ray):
+    """SIGKILL mid-search (no clean-up), then Ctrl-C during the --resume (one line, exit 130, no
+    final artefact), then --resume again: it finishes, and no trial finished before either stop
+    is evaluated again; resuming the finished search only prints its report."""
     exp = tmp_path / "exp"
     cache = exp / "trial_cache"
-    stop_when(search_command(exp, trained_base(tmp_path)),
-              lambda: cache.is_dir() and len(list(cache.glob("*.json"))) >= 3, signal.SIGKILL, 240)
-    finished = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")}
-    assert 3 <= len(finished) < SAMPLES
+    cached = lambda: {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")} if cache.is_dir() else {}  # noqa: E731
+    stop_when(search_command(exp, trained_base(tmp_path)), lambda: len(cached()) >= 2, signal.SIGKILL, 240)
+    killed = cached()
+    assert 2 <= len(killed) < SAMPLES
     assert not (exp / "report.json").exists()
+
+    resume = [sys.executable, "-m", "lcp_tune.cli", "search", "--resume", str(exp)]
+    returncode, output = stop_when(resume, lambda: len(cached()) >= len(killed) + 2, signal.SIGINT, 240)
+    assert returncode == 130, output
+    assert "resuming the search" in output
+    last = output.strip().splitlines()[-1]
+    assert "interrupted by SIGINT" in last and "--resume" in last, output
+    for final in ("report.json", "compensation.json", "pruned", "analysis.md"):
+        assert not (exp / final).exists(), final
+    interrupted = cached()
+    assert len(killed) < len(interrupted) < SAMPLES
+    assert all(interrupted[name] == mtime for name, mtime in killed.items())
 
     lines: list[str] = []
     report = resume_search_experiment(exp, lines.append, RunOptions())
-    assert report["num_trials"] == SAMPLES
+    assert report["num_trials"] == SAMPLES and report["failed_trials"] == 0
     assert any("resuming the search" in line for line in lines)
-    after = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")}
-    for name, mtime in finished.items():      # evaluated before the kill: never evaluated again
+    after = cached()
+    for name, mtime in interrupted.items():   # evaluated before a stop: never evaluated again
         assert after[name] == mtime
     assert len(after) >= SAMPLES - 1          # the rest were evaluated once each
     trials = pd.read_parquet(exp / "trials.parquet")   # the search's own record of its trials
@@ -107,63 +122,59 @@ def test_resume_refuses_another_runs_settings(tmp_path):
     assert result.exit_code != 0 and "arch" in result.output
 
 
-def test_a_signal_is_an_interruption_never_a_finished_run(tmp_path, local_ray):
-    """Ctrl-C mid-search: one line, exit 130, no final artefact, and --resume continues with every
-    finished trial kept. (SIGTERM goes through the same handler: the fine-tune test sends it.)"""
-    signum, status = signal.SIGINT, 130
-    exp = tmp_path / "exp"
-    cache = exp / "trial_cache"
-    returncode, output = stop_when(search_command(exp, trained_base(tmp_path)),
-                                   lambda: cache.is_dir() and len(list(cache.glob("*.json"))) >= 2, signum, 240)
-    assert returncode == status, output
-    last = output.strip().splitlines()[-1]
-    assert f"interrupted by {signal.Signals(signum).name}" in last and "--resume" in last, output
-    for final in ("report.json", "compensation.json", "pruned", "analysis.md"):
-        assert not (exp / final).exists(), final
-    finished = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")}
-    report = resume_search_experiment(exp, lambda line: None, RunOptions())
-    assert report["num_trials"] == SAMPLES and report["failed_trials"] == 0
-    after = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")}
-    assert all(after[name] == mtime for name, mtime in finished.items())   # never evaluated again
-
-
 def _checkpoint_epoch(path) -> int:
     import torch
 
     return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
 
 
-@pytest.mark.parametrize("signum, status, method", [
-    (signal.SIGTERM, 143, "global"), (signal.SIGKILL, -signal.SIGKILL, "lcp")],
-    ids=["SIGTERM-second-finetune", "SIGKILL-first-finetune"])   # SIGINT: the mid-search test
-def test_a_signal_during_finetune_resumes_from_its_last_epoch(tmp_path, local_ray, signum, status, method):
-    """Stopped while a method is being fine-tuned: no final artefact; --resume redoes no trial,
-    keeps the finished fine-tunes and continues the interrupted one from its last saved epoch."""
+def test_stops_during_the_finetunes_resume_each_from_its_last_epoch(tmp_path, local_ray):
+    """SIGKILL during the first fine-tune (lcp), then SIGTERM during the second (global) of the
+    --resume that follows: no final artefact after either; each --resume redoes no trial, never
+    reruns a finished fine-tune and continues the interrupted one from its last saved epoch."""
     exp, epochs = tmp_path / "exp", 8
     command = [sys.executable, "-m", "lcp_tune.cli", "search", "--arch", "resnet20_tiny", "--checkpoint",
                trained_base(tmp_path), "--num-samples", "2", "--tau-hat", "4", "--finetune-epochs", str(epochs),
                "--budget", "0.4", "--out", str(exp)]
-    saved = lambda: list((exp / "finetune").glob(f"{method}-*.pt"))  # noqa: E731
-    returncode, output = stop_when(command, lambda: saved() and 1 <= _checkpoint_epoch(saved()[0]) < epochs - 2,
-                                   signum, timeout=900)
-    assert returncode == status, output
-    if signum != signal.SIGKILL:
-        assert f"interrupted by {signal.Signals(signum).name}" in output.strip().splitlines()[-1], output
-    for final in ("report.json", "compensation.json", "analysis.md", "pruned"):
-        assert not (exp / final).exists(), final
-    trials = {p.name: p.stat().st_mtime_ns for p in (exp / "trial_cache").glob("*.json")}
+    saved = lambda method: list((exp / "finetune").glob(f"{method}-*.pt"))  # noqa: E731
+    mid = lambda method: saved(method) and 1 <= _checkpoint_epoch(saved(method)[0]) < epochs - 2  # noqa: E731
+    kept_epochs = lambda: {p.name: _checkpoint_epoch(p) for p in (exp / "finetune").glob("*.pt")}  # noqa: E731
+    trial_times = lambda: {p.name: p.stat().st_mtime_ns for p in (exp / "trial_cache").glob("*.json")}  # noqa: E731
+
+    def no_final_artefact():
+        for final in ("report.json", "compensation.json", "analysis.md", "pruned"):
+            assert not (exp / final).exists(), final
+
+    def went_on_from(kept: dict, lines: list[str]) -> None:
+        """Each fine-tune in `kept` said where it went on from and ran on, or (finished) never ran."""
+        for name, epoch in kept.items():
+            ran = [line for line in lines if f"fine-tune {name.split('-')[0]} " in line]
+            if epoch < epochs:
+                assert ran and f"resuming at epoch {epoch + 1}/{epochs}" in ran[0], (name, ran)
+            else:
+                assert not ran, (name, ran)
+
+    returncode, _ = stop_when(command, lambda: mid("lcp"), signal.SIGKILL, timeout=900)
+    assert returncode == -signal.SIGKILL
+    no_final_artefact()
+    trials = trial_times()
     assert len(trials) == 2
-    kept = {p.name: _checkpoint_epoch(p) for p in (exp / "finetune").glob("*.pt")}
-    assert kept[saved()[0].name] < epochs
+    first = kept_epochs()
+    assert first[saved("lcp")[0].name] < epochs
+
+    resume = [sys.executable, "-m", "lcp_tune.cli", "search", "--resume", str(exp)]
+    returncode, output = stop_when(resume, lambda: mid("global"), signal.SIGTERM, timeout=900)
+    assert returncode == 143, output
+    assert "interrupted by SIGTERM" in output.strip().splitlines()[-1], output
+    no_final_artefact()
+    assert trial_times() == trials
+    went_on_from(first, output.splitlines())
+    second = kept_epochs()
+    assert second[saved("lcp")[0].name] == epochs and second[saved("global")[0].name] < epochs   # lcp ran to its end
 
     lines: list[str] = []
     report = resume_search_experiment(exp, lines.append, RunOptions())
     assert report["num_trials"] == 2 and set(report["methods"]) == {"lcp", "global", "uniform"}
-    assert {p.name: p.stat().st_mtime_ns for p in (exp / "trial_cache").glob("*.json")} == trials
-    for name, epoch in kept.items():   # each fine-tune went on from its last epoch, never from the start
-        label = name.split("-")[0]
-        ran = [line for line in lines if f"fine-tune {label} " in line]
-        if epoch < epochs:   # it says where it goes on from, then runs to the end
-            assert f"resuming at epoch {epoch + 1}/{epochs}" in ran[0] and f"epoch {epochs}/{epochs}" in ran[-1], ran
-        else:
-            assert not ran, (name, ran)
+    assert trial_times() == trials
+    went_on_from(second, lines)
+    assert any("fine-tune uniform " in line and f"epoch {epochs}/{epochs}" in line for line in lines)
