@@ -87,6 +87,39 @@ def test_pick_margin_keeps_uniform_unless_the_best_beats_it_by_the_margin(tmp_pa
     assert "| 5% | -1.00, +2.00 | +0.50 |" in table(sets)
 
 
+def test_allocations_reads_widths_and_names_the_channels_a_pruned_network_kept():
+    """allocations.py: kept shares per stage and inner/outer from conv widths, and the base
+    channels a pruned BatchNorm holds, found from its running statistics alone."""
+    import copy
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from allocations import conv_widths, kept_channels, same_channels, shares
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    base = {"conv1": 8, "layer1.0.conv1": 8, "layer1.0.conv2": 8, "layer2.0.conv1": 16, "layer2.0.conv2": 16}
+    kept = {"conv1": 4, "layer1.0.conv1": 2, "layer1.0.conv2": 8, "layer2.0.conv1": 4, "layer2.0.conv2": 12, "fc": 3}
+    got = shares(kept, base)
+    assert got == pytest.approx({"stem": 0.5, "stage1": 10 / 16, "stage2": 16 / 32, "inner": 6 / 24, "outer": 20 / 24})
+    state = {"a.weight": torch.zeros(5, 3, 3, 3), "a.bias": torch.zeros(5), "fc.weight": torch.zeros(10, 5)}
+    assert conv_widths(state) == {"a": 5}
+
+    torch.manual_seed(0)
+    ref = torch.nn.BatchNorm2d(8)
+    ref.running_mean, ref.running_var = torch.randn(8), torch.rand(8) + 0.5
+    def pruned(rows):
+        bn = torch.nn.BatchNorm2d(len(rows))
+        bn.running_mean, bn.running_var = ref.running_mean[rows].clone(), ref.running_var[rows].clone()
+        return bn
+    assert kept_channels(pruned([6, 1, 3]), ref) == {1, 3, 6}
+    net = lambda *bns: torch.nn.Sequential(*bns)  # noqa: E731
+    assert same_channels(net(pruned([1, 3]), pruned([0, 2, 4])), net(pruned([3, 1]), pruned([0, 2, 5])),
+                         net(ref, copy.deepcopy(ref))) == (2, 2, 1)   # equal widths in both; the same set in the first
+    assert same_channels(net(pruned([1, 3])), net(pruned([1, 3, 4])), net(ref)) == (1, 0, 0)
+
+
 def test_gpu_check_runs_as_written_at_its_smoke_size_on_cpu(tmp_path):
     """benchmarks/gpu_check.sh --smoke --device cpu: every row of the GPU table comes out of a
     real run (none failed), each a positive number; --device cuda without a GPU is one line."""
