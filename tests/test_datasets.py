@@ -380,6 +380,7 @@ def test_loader_workers_default_from_the_cpus_their_owner_has_and_count_against_
 def test_digits_read_from_the_shipped_file_are_scikit_learns_and_need_no_import(monkeypatch):
     """The default's data without importing scikit-learn (2 s in every process): the same
     images and labels as `load_digits`, and `load_digits` itself where the file is missing."""
+    import importlib.util
     import subprocess
     import sys
 
@@ -392,10 +393,7 @@ def test_digits_read_from_the_shipped_file_are_scikit_learns_and_need_no_import(
     assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
     probe = ("import sys; from lcp_tune.data.digits import digits_arrays; digits_arrays(); "
              "print('sklearn' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True).stdout.strip() == "False"
-    import importlib.util
-
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)   # the file not found
     images, labels = module.digits_arrays()
     assert images.shape == (1797, 8, 8) and np.array_equal(labels, reference.target)
