@@ -169,6 +169,18 @@ def test_taylor_metric_scores_every_arch(arch):
 
 
 @pytest.mark.parametrize("arch", TWINS)
+def test_group_metric_scores_every_arch(arch):
+    """group_l2 reads producers, norms and consumers of every group (residual streams, depthwise
+    and grouped convs, flattened classifiers): a finite score per channel, and plans from it."""
+    base = pruner_for(arch)
+    pruner = Pruner(base.model, base.structure.input_shape, metric="group_l2")
+    assert all(np.all(np.isfinite(m)) and np.all(m > 0) and m.shape == (g.size,)
+               for m, g in zip(pruner.metrics, pruner.structure.groups))
+    plan = pruner.plan(pruner.identity(), 0.5)
+    assert measure_cost(pruner.apply(plan), pruner.structure.input_shape) == (plan.flops, plan.params)
+
+
+@pytest.mark.parametrize("arch", TWINS)
 def test_save_reload_gives_identical_outputs(arch, tmp_path):
     pruner = pruner_for(arch)
     plan = pruner.plan(random_vector(pruner, 11), 0.5)

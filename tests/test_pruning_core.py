@@ -169,3 +169,29 @@ def test_measure_cost_counts_convs_and_linear():
     flops, params = measure_cost(model, SHAPE)
     assert flops == 8 * 8 * 4 * 9 + 256 * 10
     assert params == 4 * 9 + 4 + 2560 + 10
+
+
+def test_group_l2_averages_a_channels_filter_norm_scale_and_consumer_weights():
+    """group_l2 (Torch-Pruning's group magnitude): for each channel, the mean over the layers it
+    touches of its squared weights there; l2 reads the filter alone. By hand on a plain net."""
+    from lcp_tune.pruning.metrics import channel_metrics
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.Conv2d(4, 3, 3, padding=1), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2))
+    with torch.no_grad():
+        for bn in (net[1], net[4]):
+            bn.weight.uniform_(0.5, 2.0)
+    structure = trace_structure(net, (1, 8, 8))
+    first = structure.group_names.index("0")
+    filters = net[0].weight.flatten(1).pow(2).sum(1)
+    scales = net[1].weight.pow(2)
+    inputs = net[3].weight.transpose(0, 1).flatten(1).pow(2).sum(1)
+    expected = ((filters + scales + inputs) / 3).detach().numpy()
+    assert np.allclose(channel_metrics("group_l2", net, structure)[first], expected)
+    assert np.allclose(channel_metrics("l2", net, structure)[first], filters.detach().numpy())
+    second = structure.group_names.index("3")   # feeds the classifier: its input columns count too
+    into_fc = net[8].weight.pow(2).sum(0)
+    expected = ((net[3].weight.flatten(1).pow(2).sum(1) + net[4].weight.pow(2) + into_fc) / 3).detach().numpy()
+    assert np.allclose(channel_metrics("group_l2", net, structure)[second], expected)

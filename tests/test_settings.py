@@ -59,7 +59,7 @@ def test_choices_come_from_the_registries():
     assert list(CHOICES["search.searcher"].choices) == list_searchers()
     assert list(CHOICES["prune.metric"].choices) == list_metrics()
     help_text = _help("search")
-    assert "[bn|l1|l2|taylor]" in help_text and "evolution" in help_text
+    assert "[bn|group_l2|l1|l2|taylor]" in help_text and "evolution" in help_text
 
 
 @pytest.mark.parametrize("setting, value, rule", [

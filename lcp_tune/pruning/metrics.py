@@ -35,16 +35,23 @@ def channel_metrics(name: str, model: nn.Module, structure: ChannelStructure,
 def _mean_over_producers(model: nn.Module, structure: ChannelStructure, metric: str,
                          per_module: Callable[[nn.Module], Optional[torch.Tensor]]) -> list[np.ndarray]:
     """Average a per-output-channel module score over the producers of each group."""
+    return _mean_over_slices(model, structure, metric, lambda module, dim: per_module(module) if dim == "out" else None)
+
+
+def _mean_over_slices(model: nn.Module, structure: ChannelStructure, metric: str,
+                      per_slice: Callable[[nn.Module, str], Optional[torch.Tensor]]) -> list[np.ndarray]:
+    """Average a per-channel score of each (module, dimension) a group spans over the slices
+    that score it (`per_slice` returns None for those it does not score)."""
     modules = dict(model.named_modules())
-    cache: dict[str, Optional[np.ndarray]] = {}
+    cache: dict[tuple[str, str], Optional[np.ndarray]] = {}
     result = []
     for group in structure.groups:
         total, members = np.zeros(group.size), 0
-        for s in group.producers:
-            if s.module not in cache:
-                value = per_module(modules[s.module])
-                cache[s.module] = None if value is None else value.detach().double().cpu().numpy()
-            value = cache[s.module]
+        for s in group.slices:
+            if (s.module, s.dim) not in cache:
+                value = per_slice(modules[s.module], s.dim)
+                cache[s.module, s.dim] = None if value is None else value.detach().double().cpu().numpy()
+            value = cache[s.module, s.dim]
             if value is None:
                 continue
             per_root = np.zeros(group.size)
@@ -77,6 +84,25 @@ def l2_metric(model: nn.Module, structure: ChannelStructure, batches: Batches = 
 def l1_metric(model: nn.Module, structure: ChannelStructure, batches: Batches = None) -> list[np.ndarray]:
     """Sum of absolute filter weights (Li et al. 2017)."""
     return _mean_over_producers(model, structure, "l1", _filter_norm(1))
+
+
+@METRICS.register("group_l2")
+def group_l2_metric(model: nn.Module, structure: ChannelStructure, batches: Batches = None) -> list[np.ndarray]:
+    """Squared weights of every layer a channel touches (its filter, its BatchNorm scale, the
+    next layers' input weights), averaged over those layers: Torch-Pruning's group magnitude
+    (MagnitudeImportance(p=2), mean over the group), where l2 reads the filter alone."""
+    def score(module: nn.Module, dim: str) -> Optional[torch.Tensor]:
+        if isinstance(module, NORM_TYPES):
+            return module.weight.detach().pow(2) if module.affine and dim == "out" else None
+        if not isinstance(module, CONV_TYPES + (nn.Linear,)):
+            return None
+        w = module.weight.detach()
+        if dim == "out":
+            return w.flatten(1).pow(2).sum(1)
+        if isinstance(module, CONV_TYPES) and module.groups > 1:
+            return None   # a grouped conv's input weights are per group: its filters speak for it
+        return w.transpose(0, 1).flatten(1).pow(2).sum(1)
+    return _mean_over_slices(model, structure, "group_l2", score)
 
 
 @METRICS.register("bn")

@@ -30,7 +30,7 @@ class Pruner:
     Args:
         model: the base network (left untouched; surgery works on copies).
         input_shape: one sample's shape, e.g. (3, 32, 32); spatial sizes set the FLOPs.
-        metric: a registered metric name (l1, l2, bn, taylor).
+        metric: a registered metric name (l1, l2, bn, taylor, group_l2).
         form: a registered compensation form (additive, affine).
         safeguard: minimum kept fraction per group (LeGR's 10%).
         round_to: keep counts rounded up to multiples of this; "auto": of the width multiple
