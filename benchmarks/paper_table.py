@@ -189,6 +189,64 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+TARGETS = ["uniform", "global", "tp-global"]   # issue 13, item 5: who the learned compensation must beat
+NAMES = {"lcp": "learned (lcp)", "uniform": "uniform", "global": "global ranking", "random": "random search",
+         "legr": "LeGR's config", "eagleeye": "EagleEye's config", "tp-global": "Torch-Pruning global",
+         "tp-local": "Torch-Pruning local"}
+
+
+def differences(df: pd.DataFrame, budget: float, method: str) -> pd.Series:
+    """lcp's test accuracy minus `method`'s, in points, per seed both have at `budget`."""
+    at = df[df.budget == budget]
+    lcp = at[at.method == "lcp"].set_index("seed").test_acc
+    other = at[at.method == method].set_index("seed").test_acc
+    return ((lcp - other) * 100).dropna()
+
+
+def verdict(df: pd.DataFrame) -> str:
+    """Item 5's target, checked: lcp ahead of each target by more than the paired spread (the std
+    of the per-seed differences) at a budget, and at two of the three budgets."""
+    lines, met = [], 0
+    budgets = list(df.budget.unique())
+    for budget in budgets:
+        beaten = []
+        for method in TARGETS:
+            diff = differences(df, budget, method)
+            if len(diff) > 1 and diff.mean() > diff.std(ddof=1):
+                beaten.append(method)
+        met += len(beaten) == len(TARGETS)
+        short = [m for m in TARGETS if m not in beaten]
+        lines.append(f"- budget {budget:g}: ahead of {', '.join(beaten) or 'none'}"
+                     + (f"; not of {', '.join(short)}" if short else ""))
+    need = min(2, len(budgets))
+    head = (f"Target (lcp ahead of {', '.join(TARGETS)} by more than the paired spread at {need} of the "
+            f"{len(budgets)} budgets): {'met' if met >= need else 'not met'}, at {met} of {len(budgets)}.")
+    return "\n".join([head, *lines])
+
+
+def headline(df: pd.DataFrame) -> str:
+    """The README's table: test accuracy (%) mean ± std over seeds per method and budget, and for
+    every other method lcp's paired difference (points) and its wins."""
+    budgets = list(df.budget.unique())
+    lines = ["| method | " + " | ".join(f"{b:.0%} of the FLOPs" for b in budgets) + " |",
+             "|---|" + "---|" * len(budgets)]
+    for method in METHOD_ORDER:
+        if method not in set(df.method):
+            continue
+        cells = []
+        for budget in budgets:
+            acc = df[(df.budget == budget) & (df.method == method)].test_acc
+            cell = spread(acc, 100)
+            diff = differences(df, budget, method)
+            if method != "lcp" and len(diff):
+                cell += f" ({diff.mean():+.2f}, {int((diff > 0).sum())}/{len(diff)})"
+            cells.append(cell)
+        lines.append(f"| {NAMES[method]} | " + " | ".join(cells) + " |")
+    lines += ["", "Test accuracy (%), mean ± std over seeds; in brackets lcp minus the method in points, "
+                  "paired by seed, and the seeds where lcp is ahead."]
+    return "\n".join(lines)
+
+
 def _setting(text: str) -> tuple[str, object]:
     """KEY=VALUE with VALUE parsed as YAML (numbers, true/false, strings)."""
     import yaml
@@ -218,6 +276,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_setting,
                         help="a config setting for the lcp and random units, e.g. search.center=uniform")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--table-only", action="store_true", help="write the tables from rows.jsonl; run nothing")
     parser.add_argument("--smoke", action="store_true",
                         help="1 budget, 1 seed, 4 trials, a tiny net; units lcp, eagleeye and tp-global")
     args = parser.parse_args()
@@ -237,10 +296,14 @@ def main() -> None:
     args.out = args.out or Path("benchmarks/results") / f"paper_table_{args.data}_{args.arch}"
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    if args.table_only:
+        if not (args.out / "rows.jsonl").is_file():
+            parser.error(f"--table-only: {args.out / 'rows.jsonl'} does not exist; run the units first")
+        args.seeds = []   # every unit left is skipped; the tables come from rows.jsonl alone
     df = run_all(args, args.out)
     df.to_parquet(args.out / "paper_table.parquet")
     df.to_csv(args.out / "paper_table.csv", index=False)
-    table = markdown(df)
+    table = "\n\n".join([markdown(df), verdict(df), headline(df)])
     header = (f"`python benchmarks/paper_table.py {' '.join(sys.argv[1:])}`".replace("  ", " ") +
               f" on {platform.machine()} {platform.system()}, {len(df.seed.unique())} seeds; "
               f"this sitting {time.time() - start:.0f} s\n\n")

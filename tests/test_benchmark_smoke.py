@@ -213,3 +213,34 @@ def test_latency_search_compares_each_latency_network_with_the_flops_front_at_eq
     assert "| 0 | 0.8 | 0.800 | 88.00 | 85.00 | +3.00 | 0.300 | 0.767 |" in text
     assert "unreachable: smallest 0.5500" in text
     assert "| 0 | flops | 0.5 | 90.00 | 0.500 | - | 0.900 (0.850-0.950) |" in text
+
+
+def test_paper_table_verdict_and_headline_read_the_paired_differences():
+    """Item 5's target is met at a budget only when lcp leads every target by more than the std of
+    the per-seed differences; the README table shows mean ± std and lcp's paired lead."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from paper_table import headline, verdict
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    acc = {  # budget -> method -> test accuracy per seed 0, 1, 2
+        0.5: {"lcp": [0.90, 0.91, 0.92], "uniform": [0.89, 0.90, 0.91], "global": [0.80, 0.82, 0.81],
+              "tp-global": [0.88, 0.90, 0.90]},
+        0.3: {"lcp": [0.88, 0.88, 0.88], "uniform": [0.87, 0.89, 0.86], "global": [0.70, 0.71, 0.72],
+              "tp-global": [0.87, 0.87, 0.87]},
+        0.15: {"lcp": [0.85, 0.86, 0.84], "uniform": [0.86, 0.87, 0.85], "global": [0.60, 0.61, 0.62],
+               "tp-global": [0.84, 0.85, 0.83]},
+    }
+    df = pd.DataFrame([{"seed": s, "budget": b, "method": m, "test_acc": a}
+                       for b, by_method in acc.items() for m, accs in by_method.items() for s, a in enumerate(accs)])
+    text = verdict(df)
+    # 0.5: +1.00 ± 0 over uniform, +10 over global, +1.67 ± 0.58 over TP: all three beaten
+    # 0.3: +0.67 ± 1.53 over uniform: not beaten (a rule without the spread would count it); 0.15: behind
+    assert text.splitlines()[0].endswith("not met, at 1 of 3.")
+    assert "- budget 0.5: ahead of uniform, global, tp-global\n" in text
+    assert "- budget 0.3: ahead of global, tp-global; not of uniform" in text
+    df.loc[(df.budget == 0.3) & (df.method == "uniform"), "test_acc"] = [0.87, 0.87, 0.865]
+    assert verdict(df).splitlines()[0].endswith("): met, at 2 of 3.")
+    table = headline(df)
+    assert "| learned (lcp) | 91.00 ± 1.00 | 88.00 ± 0.00 | 85.00 ± 1.00 |" in table
+    assert "| uniform | 90.00 ± 1.00 (+1.00, 3/3) |" in table and "(-1.00, 0/3) |" in table
