@@ -18,13 +18,16 @@ once on the whole official test split:
 
 Every finished (seed, budget, unit) is appended to `rows.jsonl` in `--out` and skipped when the
 command runs again, so the table can be built over several sittings; an interrupted unit resumes
-its experiment folder. The table gives mean ± std over seeds and, for every other method, the
-paired per-seed difference of `lcp` against it with a paired t-test.
+its experiment folder. Each seed's base model is trained once and kept in `--out`/cache/base, so
+sittings on other machines start from the same one. The table gives mean ± std over seeds and,
+for every other method, the paired per-seed difference of `lcp` against it with a paired t-test;
+`--table-only` writes the tables from rows.jsonl without running anything.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -295,6 +298,9 @@ def main() -> None:
         args.units = ["lcp", "eagleeye", "tp-global"]
     args.out = args.out or Path("benchmarks/results") / f"paper_table_{args.data}_{args.arch}"
     args.out.mkdir(parents=True, exist_ok=True)
+    # the base models live beside the rows (cache/base, kept in git): base training is not bit for
+    # bit the same on another CPU, and a table's sittings run on several machines
+    os.environ["LCP_TUNE_CACHE"] = str(args.out.resolve() / "cache")
     start = time.time()
     if args.table_only:
         if not (args.out / "rows.jsonl").is_file():

@@ -30,6 +30,8 @@ def test_paper_table_smoke(tmp_path):
     assert df[df.method == "eagleeye"].iloc[0].trials == 4
     table = (out / "paper_table.md").read_text()
     assert "| 0.3 | lcp |" in table and "| 0.3 | tp-global |" in table and "wins" in table
+    assert "Target (lcp ahead of" in table and "| learned (lcp) |" in table
+    assert len(list((out / "cache" / "base").glob("*seed0-*.pt"))) == 1   # the base model kept with the rows
 
     # a second sitting redoes nothing: every (seed, budget, unit) is in rows.jsonl already
     rows = (out / "rows.jsonl").read_text()
