@@ -117,6 +117,14 @@ def channel_rows(out: Path) -> list[dict]:
     return rows
 
 
+def merged(kept: list[dict], new: list[dict], keys: tuple[str, ...]) -> list[dict]:
+    """`new` rows, and the `kept` ones whose unit folder is gone (unit folders are not in git, so
+    a sitting on another machine reads only its own): one row per `keys`, sorted by them."""
+    rows = {tuple(r[k] for k in keys): r for r in kept}
+    rows.update({tuple(r[k] for k in keys): r for r in new})
+    return sorted(rows.values(), key=lambda r: (r["seed"], -r["budget"], *(str(r[k]) for k in keys[2:])))
+
+
 def markdown(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
@@ -129,12 +137,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT, help="a paper_table.py results folder")
     args = parser.parse_args()
-    widths = sorted(width_rows(args.out), key=lambda r: (r["seed"], -r["budget"], r["method"]))
+    path = args.out / "allocations.json"
+    kept = json.loads(path.read_text()) if path.is_file() else {"widths": [], "channels": []}
+    widths = merged(kept["widths"], width_rows(args.out), ("seed", "budget", "method"))
     print(markdown(widths, ["seed", "budget", "method", "stem", "stage1", "stage2", "stage3", "inner", "outer"]))
     print()
-    channels = channel_rows(args.out)
+    channels = merged(kept["channels"], channel_rows(args.out), ("seed", "budget"))
     print(markdown(channels, ["seed", "budget", "layers", "equal widths", "same channels", "tp-local FLOPs"]))
-    (args.out / "allocations.json").write_text(json.dumps({"widths": widths, "channels": channels}, indent=1))
+    path.write_text(json.dumps({"widths": widths, "channels": channels}, indent=1))
 
 
 if __name__ == "__main__":

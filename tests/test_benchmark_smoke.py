@@ -98,7 +98,7 @@ def test_allocations_reads_widths_and_names_the_channels_a_pruned_network_kept()
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        from allocations import conv_widths, kept_channels, same_channels, shares
+        from allocations import conv_widths, kept_channels, merged, same_channels, shares
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     base = {"conv1": 8, "layer1.0.conv1": 8, "layer1.0.conv2": 8, "layer2.0.conv1": 16, "layer2.0.conv2": 16}
@@ -120,6 +120,11 @@ def test_allocations_reads_widths_and_names_the_channels_a_pruned_network_kept()
     assert same_channels(net(pruned([1, 3]), pruned([0, 2, 4])), net(pruned([3, 1]), pruned([0, 2, 5])),
                          net(ref, copy.deepcopy(ref))) == (2, 2, 1)   # equal widths in both; the same set in the first
     assert same_channels(net(pruned([1, 3])), net(pruned([1, 3, 4])), net(ref)) == (1, 0, 0)
+
+    # a sitting that sees only seed 2's folders keeps the rows of seeds 0-1 and replaces seed 2's
+    old = [{"seed": 0, "budget": 0.3, "method": "lcp", "inner": 0.5}, {"seed": 2, "budget": 0.3, "method": "lcp", "inner": 0.1}]
+    new = [{"seed": 2, "budget": 0.3, "method": "lcp", "inner": 0.4}, {"seed": 2, "budget": 0.5, "method": "uniform", "inner": 0.7}]
+    assert merged(old, new, ("seed", "budget", "method")) == [old[0], new[1], new[0]]
 
 
 def test_gpu_check_runs_as_written_at_its_smoke_size_on_cpu(tmp_path):
