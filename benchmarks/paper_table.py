@@ -289,10 +289,16 @@ def main() -> None:
                         help="a config setting for the lcp and random units, e.g. search.center=uniform")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--table-only", action="store_true", help="write the tables from rows.jsonl; run nothing")
+    parser.add_argument("--bases", type=Path, help="where base models are kept (default: OUT/cache); a probe "
+                                                   "passes its table's, to start from the same bases")
     parser.add_argument("--smoke", action="store_true",
-                        help="1 budget, 1 seed, 4 trials, a tiny net; units lcp, eagleeye and tp-global")
+                        help="1 budget, 1 seed, 4 trials, a tiny net; units lcp, eagleeye and tp-global unless --units")
     args = parser.parse_args()
     args.set = dict(args.set)
+    if args.smoke:
+        args.arch, args.budgets, args.seeds, args.trials = "resnet20_tiny", [0.3], [0], 4
+        args.tau_hat, args.finetune_epochs, args.base_epochs = 10, 1, 2
+        args.units = args.units or ["lcp", "eagleeye", "tp-global"]
     if args.data == "fashion-mnist":   # the headline settings (BENCHMARKS.md says why)
         defaults = {"budgets": [0.5, 0.3, 0.15], "subset": 0.25, "val_fraction": 0.05,
                     "units": [u for u in UNITS if u != "random"]}
@@ -301,15 +307,11 @@ def main() -> None:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.smoke:
-        args.arch, args.budgets, args.seeds, args.trials = "resnet20_tiny", [0.3], [0], 4
-        args.tau_hat, args.finetune_epochs, args.base_epochs = 10, 1, 2
-        args.units = ["lcp", "eagleeye", "tp-global"]
     args.out = args.out or Path("benchmarks/results") / f"paper_table_{args.data}_{args.arch}"
     args.out.mkdir(parents=True, exist_ok=True)
     # the base models live beside the rows (cache/base, kept in git): base training is not bit for
     # bit the same on another CPU, and a table's sittings run on several machines
-    os.environ["LCP_TUNE_CACHE"] = str(args.out.resolve() / "cache")
+    os.environ["LCP_TUNE_CACHE"] = str((args.bases or args.out / "cache").resolve())
     start = time.time()
     if args.table_only:
         if not (args.out / "rows.jsonl").is_file():

@@ -40,6 +40,15 @@ def test_paper_table_smoke(tmp_path):
     assert again.returncode == 0 and (out / "rows.jsonl").read_text() == rows
     assert "budget 0.3 lcp (" not in again.stdout
 
+    # a probe in another folder starts from the table's base model (--bases), keeping none of its own
+    probe = tmp_path / "probe"
+    again = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paper_table.py"), "--smoke", "--units", "tp-global",
+                            "--out", str(probe), "--bases", str(out / "cache")],
+                           capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert not (probe / "cache").exists()
+    assert pd.read_parquet(probe / "paper_table.parquet").base_test_acc.iloc[0] == df.base_test_acc.iloc[0]
+
 
 def test_objective_table_ranks_and_picks_by_each_objective():
     """bench_objective's table: Spearman's rho against the fine-tuned accuracy (losses and
