@@ -78,7 +78,7 @@ def run_unit(args: argparse.Namespace, budget: float, seed: int, unit: str, fold
         report = run_search_experiment(config, folder, log=lambda s: None)
     rows = []
     for name, m in report["methods"].items():
-        method = unit if name == report["method"] else name
+        method = label(unit, name, report["method"])
         searched = name == report["method"] and report["num_trials"] > 0
         rows.append({"method": method, "base_test_acc": report["base_test_acc"],
                      "search_objective": m.get("search_objective"), "recovery_test_acc": m.get("recovery_test_acc"),
@@ -86,6 +86,12 @@ def run_unit(args: argparse.Namespace, budget: float, seed: int, unit: str, fold
                      "trials": report["num_trials"] if searched else 0,
                      "search_s": report["search_wall_time_s"] if searched else 0.0})
     return rows
+
+
+def label(unit: str, name: str, searched: str) -> str:
+    """A row's method: the unit's name for what its search returned (LeGR's, EagleEye's), else the
+    allocation's own, also when `--set method=uniform` turns a unit into plain uniform pruning."""
+    return unit if name == searched and name not in ("uniform", "global") else name
 
 
 def torch_pruning_row(config, unit: str, folder: Path) -> dict:

@@ -236,7 +236,7 @@ def test_paper_table_verdict_and_headline_read_the_paired_differences():
     the per-seed differences; the README table shows mean ± std and lcp's paired lead."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        from paper_table import complete_seeds, headline, verdict
+        from paper_table import complete_seeds, headline, label, verdict
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     acc = {  # budget -> method -> test accuracy per seed 0, 1, 2
@@ -263,6 +263,9 @@ def test_paper_table_verdict_and_headline_read_the_paired_differences():
     # a seed still running is left out of the headline until every unit of it is done
     partial = pd.concat([df, pd.DataFrame([{"seed": 3, "budget": 0.5, "method": "lcp", "test_acc": 0.5}])])
     assert complete_seeds(partial) == [0, 1, 2] and headline(partial) == table
+    # rows are named by unit for a search's pick, by allocation otherwise (a probe's --set method=uniform)
+    assert [label("legr", "lcp", "lcp"), label("eagleeye", "random", "random"), label("lcp", "global", "lcp"),
+            label("lcp", "uniform", "uniform")] == ["legr", "eagleeye", "global", "uniform"]
 
 
 def test_readme_headline_is_the_fashion_mnist_table_of_the_committed_rows():
