@@ -134,6 +134,8 @@ def markdown(rows: list[dict], columns: list[str]) -> str:
 
 
 def main() -> None:
+    from lcp_tune.store.files import atomic_write
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT, help="a paper_table.py results folder")
     args = parser.parse_args()
@@ -144,7 +146,8 @@ def main() -> None:
     print()
     channels = merged(kept["channels"], channel_rows(args.out), ("seed", "budget"))
     print(markdown(channels, ["seed", "budget", "layers", "equal widths", "same channels", "tp-local FLOPs"]))
-    path.write_text(json.dumps({"widths": widths, "channels": channels}, indent=1))
+    # atomically: the rows of units whose folders are gone exist nowhere else
+    atomic_write(path, json.dumps({"widths": widths, "channels": channels}, indent=1))
 
 
 if __name__ == "__main__":
