@@ -78,11 +78,14 @@ VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512
 class CifarVGG(nn.Module):
     """VGG-16-BN for 32x32 inputs: 13 conv-BN-ReLU, 5 max-pools, one linear classifier."""
 
-    def __init__(self, widths_per_64: float = 1.0, num_classes: int = 10, in_channels: int = 3):
+    def __init__(self, widths_per_64: float = 1.0, num_classes: int = 10, in_channels: int = 3,
+                 last_pool: bool = True):
+        """`last_pool=False` drops the fifth max-pool and averages the last map instead, so the
+        network also takes 28x28 inputs (MNIST, Fashion-MNIST), where five halvings leave nothing."""
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_channels
-        for item in VGG16:
+        for item in VGG16 if last_pool else VGG16[:-1]:
             if item == "M":
                 layers.append(nn.MaxPool2d(2))
                 continue
@@ -90,6 +93,8 @@ class CifarVGG(nn.Module):
             layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
                        nn.ReLU(inplace=True)]
             channels = width
+        if not last_pool:
+            layers.append(nn.AdaptiveAvgPool2d(1))
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(channels, num_classes)
 
