@@ -63,8 +63,9 @@ def open_records(path: str | Path) -> ExperimentRecords:
     return ExperimentRecords(root, config, notes=tuple(notes), **loaded)
 
 
-def load_trials(experiment: str | Path | ExperimentRecords) -> pd.DataFrame:
-    """One row per trial of an experiment, in the order the trials started.
+def load_trials(experiment: str | Path | ExperimentRecords, race: bool = False) -> pd.DataFrame:
+    """One row per trial of an experiment's search, in the order the trials started; with
+    `race`, the race's rows follow (column rung: 0 for the search, 1, 2, ... for the race).
 
     The columns are trials.parquet's (see lcp_tune.tune.trials_table): experiment, trial_id,
     trial_number, searcher, seed, status, warm_start, one column per compensation value named
@@ -81,9 +82,13 @@ def load_trials(experiment: str | Path | ExperimentRecords) -> pd.DataFrame:
     except (OSError, ValueError) as exc:
         raise LcpTuneError(f"{exp.trials_path} is not a readable parquet table ({exc}); delete it and "
                            f"run `lcp-tune analyze` again to rebuild it from the search") from None
+    rung = table["rung"] if "rung" in table else pd.Series(0, index=table.index)
+    if not race:
+        table = table[rung.fillna(0) == 0].reset_index(drop=True)
+        rung = rung[rung.fillna(0) == 0].reset_index(drop=True)
     # the experiment-level columns follow the folder as it is now (a copied or moved experiment)
-    return table.assign(experiment=str(records.root), searcher=records.config.search.searcher,
-                        seed=records.config.seed)
+    searcher = rung.fillna(0).map(lambda r: records.config.search.searcher if r == 0 else "race")
+    return table.assign(experiment=str(records.root), searcher=searcher.values, seed=records.config.seed)
 
 
 def _read_json(path: Path, notes: list) -> Optional[Any]:

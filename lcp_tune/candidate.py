@@ -56,6 +56,7 @@ class CandidateEvaluator:
             model.load_state_dict(base_state)
             pruner = build_pruner(config, model, self.data, latency)
         self.pruner = pruner
+        self._pruners: dict[str, Pruner] = {}
         search = config.search
         # loader workers count against the trial's CPUs: the rest are its compute threads
         workers = self.data.loader_workers(search.cpus_per_trial)
@@ -72,26 +73,40 @@ class CandidateEvaluator:
                                                  workers=workers)
             self.val_loader = self.data.loader("val", 256, workers=workers)
 
-    def plan(self, vector: np.ndarray) -> Plan:
-        return self.pruner.plan(vector, self.config.prune.budget, self.config.prune.resource)
+    def pruner_for(self, metric: Optional[str] = None) -> Pruner:
+        """The experiment's pruner, or one ranking channels by another `metric` (same base model,
+        safeguard and cost model): a candidate may keep the same widths with other channels."""
+        if metric is None or metric == self.pruner.metric_name:
+            return self.pruner
+        if metric not in self._pruners:
+            self._pruners[metric] = self.pruner.with_metric(metric)
+        return self._pruners[metric]
 
-    def evaluate(self, vector: np.ndarray, report: Optional[Report] = None) -> dict:
+    def plan(self, vector: np.ndarray, budget: Optional[float] = None, metric: Optional[str] = None) -> Plan:
+        return self.pruner_for(metric).plan(vector, budget or self.config.prune.budget, self.config.prune.resource)
+
+    def evaluate(self, vector: np.ndarray, report: Optional[Report] = None, steps: Optional[int] = None,
+                 budget: Optional[float] = None, metric: Optional[str] = None) -> dict:
         """Prune with `vector`, recover briefly, and report validation loss after each chunk
         (one chunk unless a scheduler reads the intermediate results: see `validation_chunks`).
 
-        Every candidate sees the same seed, batch order and thread count (common random
-        numbers), so two candidates differ only by their compensation, and the driver re-scoring
-        a vector gets the trial's number.
+        `steps` replaces tau_hat (a longer fidelity of the race), `budget` the experiment's
+        budget and `metric` its channel metric. Every candidate sees the same seed, batch order
+        and thread count (common random numbers), so two candidates differ only by their
+        compensation, and the driver re-scoring a vector gets the trial's number; the recovered
+        network stays in `last_model` and `last_plan`.
         """
         with torch_threads(self.threads):
-            return self._evaluate(vector, report)
+            return self._evaluate(vector, report, steps, budget, metric)
 
-    def _evaluate(self, vector: np.ndarray, report: Optional[Report]) -> dict:
+    def _evaluate(self, vector: np.ndarray, report: Optional[Report], steps: Optional[int] = None,
+                  budget: Optional[float] = None, metric: Optional[str] = None) -> dict:
         search = self.config.search
+        tau_hat = search.tau_hat if steps is None else steps
         clock = PhaseClock(self.device)
         with clock("prune"):
-            plan = self.plan(vector)
-            model = place(self.pruner.apply(plan), self.device)   # channels_last on CUDA, as to_device's inputs
+            plan = self.plan(vector, budget, metric)
+            model = place(self.pruner_for(metric).apply(plan), self.device)   # channels_last on CUDA, as to_device's inputs
         # seeded after the surgery, whose once-per-process check draws random inputs: the
         # augmentations (drawn from torch's global generator) are then the same for every candidate
         torch.manual_seed(self.config.seed)
@@ -102,15 +117,15 @@ class CandidateEvaluator:
         optimizer = sgd(model, search.lr)
         batches = cycle(train_data)
         step, result = 0, {}
-        self.last_model = model   # the candidate being recovered, for callers that test it (benchmarks)
-        for chunk in validation_chunks(self.config):
+        self.last_model, self.last_plan = model, plan   # the candidate being recovered, for callers that keep it
+        for chunk in validation_chunks(self.config, tau_hat):
             with clock("steps"):
                 train_loss = train_steps(model, batches, chunk, optimizer) if chunk else float("nan")
             step += chunk
             with torch.random.fork_rng(devices=[]), clock("val"):   # a loader draws its seed: keep the augmentations
                 val = evaluate(model, clock.reading(self.val_loader))
             result = {"val_loss": val.loss, "val_acc": val.accuracy, "train_loss": train_loss,
-                      "step": step, "tau_hat": search.tau_hat, "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio,
+                      "step": step, "tau_hat": tau_hat, "flops_ratio": plan.flops_ratio, "params_ratio": plan.params_ratio,
                       "keep": dict(zip(plan.group_names, plan.keep_counts.tolist())),
                       "shared_data": self.shared_data, **clock.times()}
             if report is not None:
@@ -164,11 +179,12 @@ class _TimedBatches:
             yield batch
 
 
-def validation_chunks(config: ExperimentConfig) -> list[int]:
+def validation_chunks(config: ExperimentConfig, steps: Optional[int] = None) -> list[int]:
     """Steps between validations: every `report_every` steps for ASHA, which stops trials at
-    those rungs; else once, at the end (FIFO reads only the last result)."""
-    every = config.search.report_every if config.search.scheduler == "asha" else config.search.tau_hat
-    return report_chunks(config.search.tau_hat, every)
+    those rungs; else once, at the end (FIFO reads only the last result). `steps`: tau_hat's stand-in."""
+    total = config.search.tau_hat if steps is None else steps
+    every = config.search.report_every if config.search.scheduler == "asha" else total
+    return report_chunks(total, every)
 
 
 def report_chunks(total: int, every: int) -> list[int]:

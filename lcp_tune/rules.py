@@ -63,6 +63,7 @@ RULES: dict[str, Rule] = {
     "search.gpus_per_trial": Rule(lambda v: v >= 0, "0 or more (fractions share a GPU)"),
     "search.max_concurrent": _at_least(0),
     "search.max_failures": _at_least(0),
+    "search.finalists": _at_least(2),
     "base_train.epochs": _at_least(1),
     "finetune.epochs": _at_least(1),
     "finetune.distill_temperature": _in(0, 100, high_open=False),

@@ -239,8 +239,9 @@ def fit(model: nn.Module, train: DataLoader, recipe: TrainConfig, val: Optional[
 
     With `checkpoint` (a file) or `store`, the full training state (weights, optimizer, epoch,
     best weights, the shuffling generator) is saved after every epoch and a later call resumes
-    from it, giving the same result as an uninterrupted run. Without a validation loader the
-    last epoch is kept.
+    from it, giving the same result as an uninterrupted run. The starting weights are scored on
+    validation too and kept when no epoch beats them. Without a validation loader the last epoch
+    is kept.
     """
     store = store if store is not None else (FileStore(checkpoint) if checkpoint is not None else None)
     net = unwrap(model)
@@ -248,6 +249,9 @@ def fit(model: nn.Module, train: DataLoader, recipe: TrainConfig, val: Optional[
     per_epoch = len(train)
     schedule = make_schedule(recipe, per_epoch)
     start_epoch, best_loss, best_state = _resume(store, net, optimizer, train)
+    if start_epoch == 0 and val is not None:   # the start competes too: a fine-tune never ends below it
+        best_loss = evaluate(net, val).loss
+        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     amp = recipe.amp and next(model.parameters()).is_cuda
     distill = None
     if recipe.distill and teacher is not None:

@@ -5,6 +5,7 @@ vector -> scores -> plan -> (optionally) surgery + check.
 """
 from __future__ import annotations
 
+import copy
 from typing import Callable, Optional, Union
 
 import numpy as np
@@ -50,6 +51,16 @@ class Pruner:
         self.metrics = channel_metrics(metric, model, self.structure, batches)
         self.sigma = pooled_scale(self.metrics)
         self._equivalence_checked = False
+        self._batches = batches
+
+    def with_metric(self, metric: str) -> "Pruner":
+        """This pruner ranking channels by `metric` instead: the same traced structure, cost model
+        (latency included), form, safeguard and rounding, so its plans cost what this one's do."""
+        other = copy.copy(self)
+        other.metric_name = metric
+        other.metrics = channel_metrics(metric, self.model, self.structure, self._batches)
+        other.sigma = pooled_scale(other.metrics)
+        return other
 
     @property
     def round_to(self) -> int:

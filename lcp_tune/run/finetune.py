@@ -15,7 +15,7 @@ from lcp_tune.config import ExperimentConfig
 from lcp_tune.data import DataSplits
 from lcp_tune.devices import on_device, resolve_device
 from lcp_tune.progress import TrainingProgress
-from lcp_tune.pruning import Pruner
+from lcp_tune.pruning import Plan, Pruner
 from lcp_tune.training import EvalResult, evaluate, fit, recalibrate_bn
 
 Log = Callable[[str], None]
@@ -42,25 +42,45 @@ def finetune_and_test(pruner: Pruner, vector: np.ndarray, config: ExperimentConf
 def finetune_many(pruner: Pruner, vectors: dict[str, np.ndarray], config: ExperimentConfig, data: DataSplits,
                   log: Optional[Log] = None, checkpoint_dir: Optional[Path] = None,
                   data_factories: Optional[dict] = None,
-                  budgets: Optional[dict[str, float]] = None) -> dict[str, tuple[torch.nn.Module, dict]]:
+                  budgets: Optional[dict[str, float]] = None,
+                  starts: Optional[dict[str, tuple[torch.nn.Module, Plan]]] = None,
+                  ) -> dict[str, tuple[torch.nn.Module, dict]]:
     """`finetune_and_test` for every (label, vector), each at its budget in `budgets` (default the
     config's): one after another in this process, or with `config.finetune_workers` > 1 on Ray
-    Train (inside `finetune_ray_session`), as many at once as the cluster fits."""
+    Train (inside `finetune_ray_session`), as many at once as the cluster fits.
+
+    A label in `starts` is fine-tuned from that (recovered network, plan) instead: the candidate
+    exactly as the search measured it, so what was measured is what ships (no BN recalibration,
+    which would undo part of its recovery)."""
     pruned = {}
     for label, vector in vectors.items():
-        budget = (budgets or {}).get(label, config.prune.budget)
-        plan = pruner.plan(vector, budget, config.prune.resource)
+        if starts and label in starts:
+            model, plan = starts[label]
+            recovered = True
+        else:
+            budget = (budgets or {}).get(label, config.prune.budget)
+            plan = pruner.plan(vector, budget, config.prune.resource)
+            model, recovered = pruner.apply(plan), False
         digest = hashlib.sha256(json.dumps([plan.group_names, plan.keep_counts.tolist(), dataclasses.asdict(
-            config.finetune)]).encode()).hexdigest()[:12]
-        pruned[label] = (pruner.apply(plan), plan, digest)
+            config.finetune)] + ([[list(k) for k in plan.kept], "recovered",
+                                  recovery_steps(config), config.search.lr] if recovered else [])
+        ).encode()).hexdigest()[:12]
+        pruned[label] = (model, plan, digest, recovered)
     if config.finetune_workers > 1:
         tests = _finetune_on_ray(pruned, pruner, config, data, log, checkpoint_dir, data_factories)
     else:
         tests = {label: finetune_model(model, config, data, log, label,
                                        checkpoint_dir / f"{label}-{digest}.pt" if checkpoint_dir else None,
-                                       teacher=pruner.model)
-                 for label, (model, plan, digest) in pruned.items()}
-    return {label: (model, _result(plan, tests[label])) for label, (model, plan, digest) in pruned.items()}
+                                       teacher=pruner.model, recalibrate=not recovered)
+                 for label, (model, plan, digest, recovered) in pruned.items()}
+    return {label: (model, _result(plan, tests[label])) for label, (model, plan, *_) in pruned.items()}
+
+
+def recovery_steps(config: ExperimentConfig) -> int:
+    """Recovery steps of the candidate every final fine-tune continues: the race's last rung
+    where a search races, else the search's tau_hat, for every method alike so they compare."""
+    races = config.method in ("lcp", "random") and config.search.race_steps
+    return config.search.race_steps[-1] if races else config.search.tau_hat
 
 
 @contextlib.contextmanager
@@ -98,7 +118,8 @@ def _finetune_on_ray(pruned: dict, pruner: Pruner, config: ExperimentConfig, dat
 
     if checkpoint_dir is None:
         raise ValueError("a Ray Train fine-tune needs a checkpoint folder")
-    jobs = [FinetuneJob(label, model, run_name(label, digest, config)) for label, (model, _, digest) in pruned.items()]
+    jobs = [FinetuneJob(label, model, run_name(label, digest, config), recalibrate=not recovered)
+            for label, (model, _, digest, recovered) in pruned.items()]
     say = log or (lambda line: None)
     say(f"  on {describe_workers(config)}")
     run_finetunes(jobs, config, Path(checkpoint_dir) / "ray", pruner.model, say, data_factories)
@@ -113,16 +134,18 @@ def _finetune_on_ray(pruned: dict, pruner: Pruner, config: ExperimentConfig, dat
 
 def finetune_model(model: torch.nn.Module, config: ExperimentConfig, data: DataSplits,
                    log: Optional[Log] = None, label: str = "", checkpoint: Optional[Path] = None,
-                   teacher: Optional[torch.nn.Module] = None) -> EvalResult:
+                   teacher: Optional[torch.nn.Module] = None, recalibrate: bool = True) -> EvalResult:
     """The one full fine-tune every pruned model gets (ours or a peer's, so they compare):
-    BN recalibration, `config.finetune` with the best epoch on validation, then test once.
-    `teacher` (the unpruned base) is distilled in when the recipe says `distill`."""
+    BN recalibration (not for a recovered candidate), `config.finetune` with the best epoch on
+    validation (the start among them), then test once. `teacher` (the unpruned base) is
+    distilled in when the recipe says `distill`."""
     torch.manual_seed(config.seed)
     ft = config.finetune
     train = data.loader("train", ft.batch_size, shuffle=True, seed=config.seed)
     device = resolve_device(config.device)
     with on_device(model, device), _teacher_on(teacher if ft.distill else None, device) as on:
-        recalibrate_bn(model, train, config.search.bn_batches)   # same start as the search's trials
+        if recalibrate:
+            recalibrate_bn(model, train, config.search.bn_batches)   # same start as the search's trials
         fit(model, train, ft, val=data.loader("val", 256), checkpoint=checkpoint, teacher=on,
             meter=TrainingProgress(f"fine-tune {label}", ft.epochs, len(train), ft.batch_size, log) if log else None)
         return evaluate(model, data.loader("test", 256))

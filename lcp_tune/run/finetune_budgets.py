@@ -30,7 +30,7 @@ from lcp_tune.store.files import read_json, write_json
 from lcp_tune.store.pruned_io import save_pruned
 
 from .latency import prepare_latency
-from .finetune import finetune_many, finetune_ray_session
+from .finetune import finetune_many, finetune_ray_session, recovery_steps
 from .interrupts import catching_signals, interrupted
 
 Log = Callable[[str], None]
@@ -60,6 +60,8 @@ def finetune_budgets(folder: Path, budgets: Sequence[float], log: Log = print, p
     prepare_latency(pruner, config, log, exp.root)   # a latency budget: the search's own model
     record = read_compensation(exp.compensation_path)
     check_fits(record, config.arch, file_hash(exp.base_path))
+    if record.metric != pruner.metric_name:   # the race picked uniform widths under another metric
+        pruner = pruner.with_metric(record.metric)
     vector = compensation_vector(record, pruner.form.param_names(pruner.group_names))
     check_budgets(pruner, vector, budgets, config)
     hint = (resume_hint or
@@ -119,8 +121,10 @@ def _search_row(report: dict) -> dict:
 def _finetune(exp: Experiment, config: ExperimentConfig, data: DataSplits, pruner: Pruner, vector: np.ndarray,
               budgets: Sequence[float], progress: Optional[Log]) -> list[dict]:
     labels = {f"b{budget:g}": budget for budget in budgets}
+    starts = recovered_at(config, data, pruner, vector, labels)
     finished = finetune_many(pruner, {label: vector for label in labels}, config, data, progress,
-                             exp.root / "finetune", registered_factories(config.data), budgets=labels)
+                             exp.root / "finetune", registered_factories(config.data), budgets=labels,
+                             starts=starts)
     rows = []
     for label, budget in labels.items():
         model, result = finished[label]
@@ -130,6 +134,21 @@ def _finetune(exp: Experiment, config: ExperimentConfig, data: DataSplits, prune
                      "flops_ratio": result["flops_ratio"], "params_ratio": result["params_ratio"],
                      "model": folder.relative_to(exp.root).as_posix()})   # relative: the folder can move
     return rows
+
+
+def recovered_at(config: ExperimentConfig, data: DataSplits, pruner: Pruner, vector: np.ndarray,
+                 budgets: dict[str, float]) -> dict[str, tuple]:
+    """`vector` at each budget, recovered as the search's pick was (same steps, seed and batches):
+    the start every fine-tune continues, re-derived here rather than stored."""
+    from lcp_tune.candidate import CandidateEvaluator
+    from lcp_tune.data.search_subsets import search_subsets
+
+    evaluator = CandidateEvaluator(config, data=data, pruner=pruner, subsets=search_subsets(config, data))
+    out = {}
+    for label, budget in budgets.items():
+        evaluator.evaluate(vector, steps=recovery_steps(config), budget=budget)
+        out[label] = (evaluator.last_model.cpu(), evaluator.last_plan)
+    return out
 
 
 def _checked(budgets: Sequence[float]) -> list[float]:

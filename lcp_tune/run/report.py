@@ -40,10 +40,22 @@ def build_report(config: ExperimentConfig, base_acc: float, methods: dict, outco
         "num_trials": outcome.num_trials if outcome else 0,
         "failed_trials": outcome.num_errors if outcome else 0,
         "search_wall_time_s": outcome.wall_time_s if outcome else 0.0,
+        "race": _race_summary(outcome),
         "searcher": config.search.searcher if config.method == "lcp" else ("random" if outcome else None),
         "methods": methods,
         "under_budget": under_budget(methods, config.prune.budget, config.prune.resource),
     }
+
+
+def _race_summary(outcome) -> Optional[dict]:
+    """The race's pick, its rungs and time, where a race ran."""
+    race = getattr(outcome, "race", None)
+    if race is None:
+        return None
+    rungs = sorted({row["rung"]: row["steps"] for row in race.rows}.items())
+    return {"pick": race.pick.name, "pick_metric": race.pick.metric, "wall_time_s": race.wall_time_s,
+            "rungs": [{"rung": r, "steps": steps, "candidates": sum(1 for row in race.rows if row["rung"] == r)}
+                      for r, steps in rungs]}
 
 
 def _latency_cell(m: dict) -> str:
@@ -74,8 +86,14 @@ def format_report(report: dict) -> str:
                      f"{m['flops_ratio']:>8.3f}{m['params_ratio']:>8.3f}{_latency_cell(m):>14}"
                      f"{(f'{obj:.4f}' if obj is not None else '-'):>12}"
                      f"{(f'{rec * 100:.2f}%' if rec is not None else '-'):>16}")
-    lines.append("(search obj: validation loss after the short recovery, lower is better; after recovery: "
-                 "test accuracy before the full fine-tune)")
+    steps = next((m.get("recovery_steps") for m in report["methods"].values() if m.get("recovery_steps")), None)
+    recovery = f"{steps} recovery steps" if steps else "the short recovery"
+    lines.append(f"(search obj: validation loss after {recovery}, lower is better; after recovery: test accuracy "
+                 f"of that candidate, which the full fine-tune continues and keeps if no epoch beats it)")
+    race = report.get("race")
+    if race:
+        rungs = ", ".join(f"{r['candidates']} at {r['steps']} steps" for r in race["rungs"])
+        lines.append(f"race: {rungs}; picked {race['pick']} in {race['wall_time_s']:.0f}s")
     if report.get("base_latency_ms") is not None:
         s = report.get("latency_settings") or {}
         lines.append(f"(latency: measured fraction of the base's {report['base_latency_ms']:.3f} ms per batch of "

@@ -10,7 +10,7 @@ import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from lcp_tune.data.user import registered_factories
 from lcp_tune.devices import resolve_device
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.models import build_model
-from lcp_tune.pruning import Pruner
+from lcp_tune.pruning import Plan, Pruner
 from lcp_tune.searchers import SearchSpace, experiment_space
 from lcp_tune.store.checkpoints import file_hash, load_into, load_state_dict, save_state_dict
 from lcp_tune.store.compensation_file import write_compensation
@@ -35,7 +35,7 @@ from lcp_tune.tune.outcome import summarize
 from lcp_tune.tune.trials_table import ERROR, FINISHED, STOPPED, write_trials
 
 from .base_model import obtain_base
-from .finetune import finetune_many, finetune_ray_session, test_accuracy
+from .finetune import finetune_many, finetune_ray_session, recovery_steps, test_accuracy
 from .finetune_budgets import BUDGETS_FILE, check_budgets, finetune_budgets, run_budgets
 from .interrupts import catching_signals, interrupted
 from .latency import LATENCY_FILE, measured_latency, prepare_latency, report_settings, round_to_line
@@ -43,6 +43,7 @@ from .report import LABELS, build_report, format_report
 from .validate import validate_config
 
 Log = Callable[[str], None]
+RACE_FILE = "race.json"   # every race rung's scores, read into trials.parquet
 MEASURE_S = 0.1   # timing of each final network for the report, in 3 rounds against the base
 
 
@@ -174,21 +175,26 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
     outcome = None
     # image files: the images every candidate recovers and is scored on, decoded once for all
     subsets = search_subsets(config, data, _progress_log(log, options))
+    chosen_metric = None   # the pick's channel metric, where the race chose another one's uniform widths
     if config.method in ("lcp", "random"):
         # random search is the baseline "best of N random compensations": no warm starts
         space = experiment_space(pruner, config, [identity, uniform] if config.method == "lcp" else [])
         outcome = _search(config, exp, base, pruner, space, log, options, resume, max(data.input_shape[1:]), subsets)
         chosen = outcome.best_vector
+        if outcome.race is not None:
+            chosen, chosen_metric = np.asarray(outcome.race.pick.vector), outcome.race.pick.metric
     else:
         chosen = warm[config.method]
-    recovery = _recover(config, pruner, data, {config.method: chosen, **warm}, subsets)
-    del subsets   # the fine-tunes read the full training split through loaders
     names = [config.method] + (["global", "uniform"] if config.method == "lcp" and config.baselines else [])
-    log(f"fine-tuning {', '.join(LABELS[n] for n in names)} ({config.finetune.epochs} epochs each)")
-    vectors = {name: chosen if name == config.method else warm[name] for name in names}
+    candidates = {config.method: (chosen, chosen_metric), **{n: (warm[n], None) for n in ("global", "uniform")}}
+    recovery, starts = _recover(config, pruner, data, candidates, subsets, keep=names)
+    del subsets   # the fine-tunes read the full training split through loaders
+    log(f"fine-tuning {', '.join(LABELS[n] for n in names)} ({config.finetune.epochs} epochs each, from the "
+        f"candidates as measured after {recovery_steps(config)} recovery steps)")
+    vectors = {name: candidates[name][0] for name in names}
     with finetune_ray_session(config, options.address, options.dashboard, log):
         finished = finetune_many(pruner, vectors, config, data, _progress_log(log, options),
-                                 exp.root / "finetune", registered_factories(config.data))
+                                 exp.root / "finetune", registered_factories(config.data), starts=starts)
     methods = {}
     timing = report_settings(config)
     base_ms = []
@@ -204,12 +210,15 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
         result.update(measured)   # latency_ms, measured_latency_ratio: paired with the base, round by round
         methods[name] = result
     if outcome is not None:   # the search's own number for its best trial
-        methods[config.method]["search_objective"] = outcome.best_objective
+        methods[config.method]["search_best_objective"] = outcome.best_objective
+        if outcome.race is not None:
+            methods[config.method]["pick"] = outcome.race.pick.name
     report = build_report(config, base_test.accuracy, methods, outcome, recovery, len(data.test),
                           {"base_latency_ms": float(np.median(base_ms)), "settings": timing.key()})
     report["round_to"] = pruner.round_to   # what every plan kept widths on ("auto" resolved)
     # the final artefacts only once every fine-tune has finished: an interruption leaves none
-    write_compensation(exp.compensation_path, pruner, chosen, config, file_hash(exp.base_path))
+    pick_pruner = pruner if chosen_metric is None else pruner.with_metric(chosen_metric)
+    write_compensation(exp.compensation_path, pick_pruner, chosen, config, file_hash(exp.base_path))
     save_pruned(exp.pruned_dir, *final, config.arch, data.num_classes, data.input_shape)
     write_json(exp.report_path, report)
     log(format_report(report))
@@ -218,26 +227,33 @@ def _search_and_finish(config, exp, data, base, pruner, identity, uniform, log, 
         _write_analysis(exp, log)
     if config.budgets:   # learn once, fine-tune many
         log(f"fine-tuning the learned compensation at budgets {', '.join(f'{b:g}' for b in config.budgets)}")
-        run_budgets(exp, config, data, pruner, chosen, config.budgets, log, _progress_log(log, options),
+        run_budgets(exp, config, data, pick_pruner, chosen, config.budgets, log, _progress_log(log, options),
                     _resume_hint(exp), options.address)
         log(f"budgets: {exp.root / BUDGETS_FILE} and {exp.root / 'plots' / 'budgets.png'}")
     return report
 
 
 def _recover(config: ExperimentConfig, pruner: Pruner, data: DataSplits,
-             vectors: dict[str, np.ndarray], subsets: Optional[SearchSubsets] = None) -> dict[str, dict]:
-    """Each candidate's search objective and its test accuracy right after the short recovery.
+             candidates: dict[str, tuple[np.ndarray, Optional[str]]], subsets: Optional[SearchSubsets] = None,
+             keep: Sequence[str] = ()) -> tuple[dict[str, dict], dict[str, tuple[torch.nn.Module, Plan]]]:
+    """Each candidate recovered as the pick measured it (`recovery_steps`): its objective, its
+    test accuracy right after the recovery and, for the names in `keep`, the recovered network
+    and plan the final fine-tune continues.
 
-    Evaluated in this process exactly as a trial does (same seed and batches), so every method's
-    report carries the objective of its own compensation and of both warm starts.
+    Evaluated in this process exactly as a trial does (same seed and batches), so the network
+    is the one the search or race measured, re-derived rather than shipped between processes.
     """
     evaluator = CandidateEvaluator(config, data=data, pruner=pruner, subsets=subsets)
-    out = {}
-    for name, vector in vectors.items():
-        result = evaluator.evaluate(vector)
-        out[name] = {"search_objective": result["val_loss"],
-                     "recovery_test_acc": test_accuracy(evaluator.last_model, data, device=config.device).accuracy}
-    return out
+    steps = recovery_steps(config)
+    out, starts = {}, {}
+    for name, (vector, metric) in candidates.items():
+        result = evaluator.evaluate(vector, steps=steps, metric=metric)
+        model = evaluator.last_model.cpu()
+        out[name] = {"search_objective": result["val_loss"], "recovery_steps": steps,
+                     "recovery_test_acc": test_accuracy(model, data, device=config.device).accuracy}
+        if name in keep:
+            starts[name] = (model, evaluator.last_plan)
+    return out, starts
 
 
 def _progress_log(log: Log, options: RunOptions) -> Log:
@@ -265,15 +281,43 @@ def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, pr
                                    resume=resume, data_factories=registered_factories(config.data),
                                    subsets=subsets,
                                    latency=pruner.cost.latency.to_dict() if pruner.cost.latency else None)
-    table = write_trials(exp)   # the one writer of trials.parquet, from Ray Tune's record of the search
-    ended = int(table["status"].isin([FINISHED, STOPPED, ERROR]).sum())
-    if ended < config.search.num_samples:   # Tune returns from Ctrl-C as from a finished search
-        raise interrupted(f"the search ({ended} of {config.search.num_samples} trials finished)",
-                          _resume_hint(exp))
-    outcome = summarize(results, space, ("identity", "uniform"), wall)
-    if outcome.num_errors:
-        log(f"warning: {outcome.num_errors} of {outcome.num_trials} trials failed")
+        table = write_trials(exp)   # the one writer of trials.parquet, from Ray Tune's record of the search
+        ended = int(table["status"].isin([FINISHED, STOPPED, ERROR]).sum())
+        if ended < config.search.num_samples:   # Tune returns from Ctrl-C as from a finished search
+            raise interrupted(f"the search ({ended} of {config.search.num_samples} trials finished)",
+                              _resume_hint(exp))
+        outcome = summarize(results, space, ("identity", "uniform"), wall)
+        if outcome.num_errors:
+            log(f"warning: {outcome.num_errors} of {outcome.num_trials} trials failed")
+        if config.search.race_steps:
+            outcome.race = _race(config, exp, base, pruner, space, outcome, log, options, run_key, subsets)
+            write_trials(exp)   # now with the race's rows
     return outcome
+
+
+def _race(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, pruner: Pruner, space: SearchSpace,
+          outcome, log: Log, options: RunOptions, run_key: str, subsets: Optional[SearchSubsets]):
+    """The multi-fidelity pick (tune/race.py): the search's best and the warm starts, raced at
+    longer recoveries; its rows go to race.json (and so to trials.parquet)."""
+    from lcp_tune.tune.race import Candidate, finalists, race_context, run_race
+
+    warm = []
+    if config.method == "lcp":   # random search races its own best only, as it searched
+        budget, resource = config.prune.budget, config.prune.resource
+        warm = [Candidate("uniform", tuple(pruner.uniform(budget, resource)), None,
+                          outcome.warm_objectives.get("uniform", float("nan"))),
+                Candidate("global", tuple(pruner.identity()), None, outcome.warm_objectives.get("identity", float("nan")))]
+        warm += [Candidate(f"uniform/{metric}", tuple(pruner.with_metric(metric).uniform(budget, resource)), metric)
+                 for metric in config.search.race_uniform_metrics if metric != config.prune.metric]
+    entrants = finalists(outcome.scored, warm, config.search.finalists)
+    context = race_context(config, space, exp.root.resolve() / "trial_cache", run_key,
+                           registered_factories(config.data),
+                           pruner.cost.latency.to_dict() if pruner.cost.latency else None)
+    race = run_race(config, exp.search_storage(), context, base.state_dict(), entrants,
+                    _progress_log(log, options), subsets)
+    write_json(exp.root / RACE_FILE, {"rows": race.rows, "pick": race.pick.name})
+    log(f"race: picked {race.pick.name} ({race.wall_time_s:.0f}s)")
+    return race
 
 
 def _with_trial_gpus(config: ExperimentConfig, input_side: int, log: Log) -> ExperimentConfig:

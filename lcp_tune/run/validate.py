@@ -58,6 +58,28 @@ def validate_config(config: ExperimentConfig) -> None:
         if key in values:
             check_value(key, values[key])
     check_budgets(config)
+    check_race(config)
+
+
+def check_race(config: ExperimentConfig) -> None:
+    """The race's rungs can be met: integer steps, each rung longer than the one before (the
+    search's tau_hat first), and no more finalists than the search has trials."""
+    search = config.search
+    for metric in search.race_uniform_metrics:
+        METRICS.get(metric)
+    if not search.race_steps or config.method not in ("lcp", "random"):
+        return
+    before = search.tau_hat
+    for steps in search.race_steps:
+        check_value("search.tau_hat", steps, "--race-steps")
+        if steps <= before:
+            raise LcpTuneError(f"--race-steps {' '.join(map(str, search.race_steps))}: each rung must recover "
+                               f"longer than the one before (the search's --tau-hat {search.tau_hat} first); "
+                               f"{steps} is not above {before}")
+        before = steps
+    if search.finalists > search.num_samples:
+        raise LcpTuneError(f"--finalists {search.finalists} is more than the search's {search.num_samples} trials "
+                           f"(--num-samples): at most {search.num_samples}")
 
 
 def check_budgets(config: ExperimentConfig) -> None:

@@ -30,7 +30,7 @@ def write_compensation(path: Path, pruner: "Pruner", vector: np.ndarray, config:
                        base_hash: str) -> None:
     """Save `vector` named per channel group, with what it was learned on (arch, data, base hash)."""
     names = pruner.form.param_names(pruner.group_names)
-    write_json(path, {"arch": config.arch, "data": config.data, "metric": config.prune.metric,
+    write_json(path, {"arch": config.arch, "data": config.data, "metric": pruner.metric_name,
                       "form": config.prune.form, "budget": config.prune.budget,
                       "base_checkpoint_sha256": base_hash,
                       "values": dict(zip(names, np.asarray(vector, dtype=float).tolist()))})

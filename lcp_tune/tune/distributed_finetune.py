@@ -39,6 +39,7 @@ class FinetuneJob:
     label: str
     model: torch.nn.Module
     run_name: str
+    recalibrate: bool = True   # False: a recovered candidate, continued as the search measured it
     start_epoch: int = field(default=0, init=False)   # where it resumed (set when it ran)
 
 
@@ -49,6 +50,7 @@ class _WorkerSpec:
     threads: int
     data_factories: dict = field(default_factory=dict)   # Python functions, shipped by value
     trusted: tuple[str, ...] = ()                          # module:factory names the user gave
+    recalibrate: bool = True                               # BN recalibration before the first epoch
 
 
 def check_finetune_resources(config: ExperimentConfig, cluster: Optional[dict] = None) -> None:
@@ -114,7 +116,8 @@ def run_finetunes(jobs: Sequence[FinetuneJob], config: ExperimentConfig, storage
         log(f"  {limit} fine-tunes at once, {config.finetune_workers} Ray Train workers each")
 
     def run(job: FinetuneJob) -> None:
-        spec = _WorkerSpec(config, job.label, config.finetune_cpus_per_worker, dict(data_factories or {}), trusted())
+        spec = _WorkerSpec(config, job.label, config.finetune_cpus_per_worker, dict(data_factories or {}), trusted(),
+                           job.recalibrate)
         try:
             results[job.label] = _fit_one(job, spec, storage, ray.put(job.model.cpu()), teacher_ref, lines)
         except BaseException as exc:   # reported by the main thread
@@ -276,7 +279,8 @@ def _worker(loop: dict) -> None:
                        num_workers=data.loader_workers(spec.threads), pin_memory=device.type == "cuda")
     torch.manual_seed(config.seed)
     sampler.set_epoch(-1)
-    recalibrate_bn(model, train, config.search.bn_batches)   # the in-process fine-tune's start
+    if spec.recalibrate:   # the in-process fine-tune's start
+        recalibrate_bn(model, train, config.search.bn_batches)
     ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
     def before_epoch(epoch: int) -> None:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
 
@@ -22,6 +23,8 @@ class SearchOutcome:
     num_trials: int
     num_errors: int
     wall_time_s: float
+    race: Optional[Any] = None                           # the race's RaceOutcome, where one ran
+    scored: list = field(default_factory=list)           # (vector, objective) of every complete trial
 
 
 def summarize(results, space: SearchSpace, warm_names: tuple[str, ...], wall: float) -> SearchOutcome:
@@ -47,4 +50,6 @@ def summarize(results, space: SearchSpace, warm_names: tuple[str, ...], wall: fl
             if np.allclose(space.vector(r.config), target):
                 warm[name] = float(r.metrics[METRIC])
                 break
-    return SearchOutcome(space.vector(best.config), float(best.metrics[METRIC]), warm, len(results), failed, wall)
+    scored = [(space.vector(r.config), float(r.metrics[METRIC])) for r in complete]
+    return SearchOutcome(space.vector(best.config), float(best.metrics[METRIC]), warm, len(results), failed, wall,
+                         scored=scored)

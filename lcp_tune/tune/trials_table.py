@@ -77,8 +77,40 @@ def write_trials(exp: Experiment) -> pd.DataFrame:
     config = exp.config()
     context = TableContext(str(exp.root), config.search.searcher, config.seed,
                            exp.run_record().get("search_keys") or {})
-    table = trials_table(exp.search_path(), context)
+    table = trials_table(exp.search_path(), context).assign(rung=0)
+    race = race_rows(exp.root / "race.json", context)
+    if not race.empty:
+        table = pd.concat([table, race], ignore_index=True)
     write_table(exp.trials_path, table)
+    return table
+
+
+def race_rows(path: Path, context: TableContext) -> pd.DataFrame:
+    """The race's rows (tune/race.py), one per candidate and rung, in the trials' columns: rung
+    (1, 2, ...), candidate, metric, steps, val_loss, val_acc, keep/<group> and the vector's values
+    under their group names. The search's own trials are rung 0."""
+    import json
+
+    if not path.is_file():
+        return pd.DataFrame()
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LcpTuneError(f"cannot read the race in {path}: {type(exc).__name__}") from None
+    keys = list(context.names.values())
+    out = []
+    for row in rows:
+        item = {"experiment": context.experiment, "searcher": "race", "seed": context.seed,
+                "status": ERROR if row.get(TRIAL_ERROR) else FINISHED, "warm_start": "",
+                "rung": int(row["rung"]), "candidate": str(row["candidate"]), "metric": str(row["metric"]),
+                "step": int(row["steps"]), "search_objective": _number(row.get("search_objective"))}
+        item.update({name: _number(v) for name, v in zip(keys, row.get("vector") or [])})
+        item.update({key: _number(row.get(key)) for key in ("val_loss", "val_acc", "flops_ratio", "params_ratio")})
+        item.update({f"keep/{g}": _number(c) for g, c in (row.get("keep") or {}).items()})
+        out.append(item)
+    table = pd.DataFrame(out)
+    for col in [c for c in table.columns if c.startswith("keep/")] + ["step"]:
+        table[col] = table[col].round().astype("Int64")
     return table
 
 
