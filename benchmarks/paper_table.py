@@ -46,7 +46,9 @@ METHOD_ORDER = ["lcp", "uniform", "global", "random", "legr", "eagleeye", "tp-gl
 UNIT_SETTINGS = {
     "lcp": {"method": "lcp"},
     "random": {"method": "random"},
-    "legr": {"method": "lcp", "search.space": "legr", "search.searcher": "evolution", "baselines": False},
+    # LeGR's own pick: the best on its objective, no race (the race is lcp-tune's)
+    "legr": {"method": "lcp", "search.space": "legr", "search.searcher": "evolution", "baselines": False,
+             "search.race": ()},
     "eagleeye": {"method": "random", "search.tau_hat": 0},
     "tp-global": {"method": "global"},   # only its data, base model and fine-tune settings are used
     "tp-local": {"method": "global"},
@@ -83,8 +85,9 @@ def run_unit(args: argparse.Namespace, budget: float, seed: int, unit: str, fold
         rows.append({"method": method, "base_test_acc": report["base_test_acc"],
                      "search_objective": m.get("search_objective"), "recovery_test_acc": m.get("recovery_test_acc"),
                      "test_acc": m["test_acc"], "flops_ratio": m["flops_ratio"], "params_ratio": m["params_ratio"],
-                     "trials": report["num_trials"] if searched else 0,
-                     "search_s": report["search_wall_time_s"] if searched else 0.0})
+                     "trials": report["num_trials"] if searched else 0, "pick": m.get("pick"),
+                     "search_s": (report["search_wall_time_s"] + ((report.get("race") or {}).get("wall_time_s") or 0.0))
+                     if searched else 0.0})
     return rows
 
 

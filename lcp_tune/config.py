@@ -138,17 +138,23 @@ class SearchConfig:
                                                     "inputs up to 64 px, 1/2 up to 160 px, 1 above.")
     max_concurrent: int = setting(0, "Trials at once; 0 = what the resources fit.")  # 0: as many as the resources allow
     max_failures: int = 2        # retries of a trial whose worker died, then it is recorded failed
-    # The race (multi-fidelity pick): the search's best `finalists` candidates, with the warm
-    # starts, recover for race_steps[0] steps; the better half of them for race_steps[1]; ... The
-    # pick is the best at the last rung. 100 steps misranked uniform's neighbours (BENCHMARKS,
-    # "the pick"); 300 ranked the fine-tune best of 50-300. () picks on the search's objective.
-    race_steps: tuple[int, ...] = setting((300, 600), "Recovery steps of each race rung after the search "
-                                                       "(increasing, the first above --tau-hat); none: pick "
-                                                       "on the search's objective alone.")
-    finalists: int = setting(6, "Candidates that enter the race: the search's best, the warm starts among them.")
-    # uniform widths with these channel metrics race too: group_l2 made uniform pruning as good as
-    # Torch-Pruning's local pruner on Fashion-MNIST (+0.43 points, p 0.027, BENCHMARKS)
+    # The race (multi-fidelity pick): the search's best candidates, the warm starts among them,
+    # recover race[0] x tau_hat steps; the better half of them race[1] x tau_hat; ... The pick is
+    # the best at the last rung. 100 steps misranked uniform's neighbours (BENCHMARKS, "the pick").
+    race: tuple[float, ...] = setting((3.0, 6.0), "Race rungs after the search, in multiples of --tau-hat, "
+                                                   "increasing and above 1 (3 6: the finalists recover 3x as "
+                                                   "long, then the better half 6x); 0: pick on the search's "
+                                                   "objective alone. No race when --tau-hat is 0.")
+    finalists: Optional[int] = setting(None, "Candidates that enter the race (the warm starts always among "
+                                             "them); default: 6, or the trials if fewer.")
     race_uniform_metrics: tuple[str, ...] = ("group_l2",)
+
+    def race_steps(self) -> tuple[int, ...]:
+        """Recovery steps of each race rung; none where the search recovers nothing (tau_hat 0)."""
+        return tuple(int(round(m * self.tau_hat)) for m in self.race) if self.tau_hat > 0 else ()
+
+    def race_finalists(self) -> int:
+        return self.finalists if self.finalists is not None else min(6, self.num_samples)
 
 
 @dataclass(frozen=True)
@@ -234,7 +240,7 @@ def _build(cls, d: dict[str, Any], where: str):
             value = tuple(int(v) for v in value)
         elif name == "budgets" and isinstance(value, (list, tuple)):
             value = tuple(float(v) for v in value)
-        elif name in ("race_steps", "race_uniform_metrics") and isinstance(value, (list, tuple)):
+        elif name in ("race", "race_uniform_metrics") and isinstance(value, (list, tuple)):
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)

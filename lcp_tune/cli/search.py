@@ -24,7 +24,7 @@ SEARCH_KEYS = ("arch", "data", "data_dir", "val_fraction", "val_max", "subset", 
 
 class _SearchCommand(Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, spread_values(list(args), ("--budgets", "--race-steps")))
+        return super().parse_args(ctx, spread_values(list(args), ("--budgets", "--race")))
 
 
 @click.command("search", cls=_SearchCommand)
@@ -32,9 +32,8 @@ class _SearchCommand(Command):
 @click.option("--budgets", type=float, multiple=True,
               help="Learn once, fine-tune many: search at the first budget, then fine-tune the learned "
                    "compensation at each of the others too (--budgets 0.5 0.3 0.15); instead of --budget.")
-@click.option("--race-steps", type=click.IntRange(min=0), multiple=True,
-              help=help_of("search.race_steps") + " [default: "
-                   + " ".join(map(str, default_of("search.race_steps"))) + "; 0 turns the race off]")
+@click.option("--race", type=click.FloatRange(min=0), multiple=True,
+              help=help_of("search.race") + " [default: " + " ".join(f"{m:g}" for m in default_of("search.race")) + "]")
 @click.option("--address", help="Connect to a running Ray cluster: auto or host:port.")
 @click.option("--storage", help="Shared folder or URI (s3://, gs://) for Ray Tune's results.")
 @click.option("--dashboard", is_flag=True, help="Start local Ray with its dashboard on 127.0.0.1.")
@@ -42,7 +41,7 @@ class _SearchCommand(Command):
 @path_option("--resume", help="Continue the interrupted search in this folder.")
 @path_option("--out", help="Experiment folder (default ./lcp-runs/search-<time>).")
 def search(out: Optional[Path], resume: Optional[Path], address: Optional[str], storage: Optional[str],
-           dashboard: bool, quiet: bool, budgets: tuple[float, ...], race_steps: tuple[int, ...],
+           dashboard: bool, quiet: bool, budgets: tuple[float, ...], race: tuple[float, ...],
            **flags) -> None:
     """Learn layer compensations with a Ray Tune search, prune, fine-tune and report."""
     from lcp_tune.run.interrupts import Interrupted
@@ -56,8 +55,8 @@ def search(out: Optional[Path], resume: Optional[Path], address: Optional[str], 
             if "prune.budget" in changes:
                 raise LcpTuneError("give either --budget (one) or --budgets (the search's first, then the others)")
             changes.update({"prune.budget": budgets[0], "budgets": tuple(budgets[1:])})
-        if race_steps:
-            changes["search.race_steps"] = () if race_steps == (0,) else tuple(race_steps)
+        if race:
+            changes["search.race"] = () if race == (0,) else tuple(race)
         if resume is not None:
             resume_search_experiment(resume, click.echo, options, changes)
         else:

@@ -109,7 +109,7 @@ def search_subsets(config, data: DataSplits, log: Optional[Callable[[str], None]
         return None
     search = config.search
     cpus = cpus if cpus is not None else (os.cpu_count() or 1)
-    steps = max((search.tau_hat, *search.race_steps))   # the race's longest recovery reads the most
+    steps = max((search.tau_hat, *search.race_steps()))   # the race's longest recovery reads the most
     return decode_search_subsets(data, recovery_size(search.batch_size, search.bn_batches, steps),
                                  config.seed, decode_workers(data, cpus), log)
 

@@ -79,8 +79,8 @@ def finetune_many(pruner: Pruner, vectors: dict[str, np.ndarray], config: Experi
 def recovery_steps(config: ExperimentConfig) -> int:
     """Recovery steps of the candidate every final fine-tune continues: the race's last rung
     where a search races, else the search's tau_hat, for every method alike so they compare."""
-    races = config.method in ("lcp", "random") and config.search.race_steps
-    return config.search.race_steps[-1] if races else config.search.tau_hat
+    steps = config.search.race_steps() if config.method in ("lcp", "random") else ()
+    return steps[-1] if steps else config.search.tau_hat
 
 
 @contextlib.contextmanager

@@ -289,7 +289,7 @@ def _search(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, pr
         outcome = summarize(results, space, ("identity", "uniform"), wall)
         if outcome.num_errors:
             log(f"warning: {outcome.num_errors} of {outcome.num_trials} trials failed")
-        if config.search.race_steps:
+        if config.search.race_steps():
             outcome.race = _race(config, exp, base, pruner, space, outcome, log, options, run_key, subsets)
             write_trials(exp)   # now with the race's rows
     return outcome
@@ -309,7 +309,7 @@ def _race(config: ExperimentConfig, exp: Experiment, base: torch.nn.Module, prun
                 Candidate("global", tuple(pruner.identity()), None, outcome.warm_objectives.get("identity", float("nan")))]
         warm += [Candidate(f"uniform/{metric}", tuple(pruner.with_metric(metric).uniform(budget, resource)), metric)
                  for metric in config.search.race_uniform_metrics if metric != config.prune.metric]
-    entrants = finalists(outcome.scored, warm, config.search.finalists)
+    entrants = finalists(outcome.scored, warm, config.search.race_finalists())
     context = race_context(config, space, exp.root.resolve() / "trial_cache", run_key,
                            registered_factories(config.data),
                            pruner.cost.latency.to_dict() if pruner.cost.latency else None)

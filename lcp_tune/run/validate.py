@@ -2,6 +2,8 @@
 number against lcp_tune.rules. The CLI, the presets and lcp_tune.search all end up here."""
 from __future__ import annotations
 
+import math
+
 
 from lcp_tune.config import RECIPES, ExperimentConfig
 from lcp_tune.data import DATASETS
@@ -62,22 +64,22 @@ def validate_config(config: ExperimentConfig) -> None:
 
 
 def check_race(config: ExperimentConfig) -> None:
-    """The race's rungs can be met: integer steps, each rung longer than the one before (the
-    search's tau_hat first), and no more finalists than the search has trials."""
+    """The race's rungs can be met: each rung longer than the one before (the search's own
+    recovery first) and finite, and no more finalists than the search has trials."""
     search = config.search
     for metric in search.race_uniform_metrics:
         METRICS.get(metric)
-    if not search.race_steps or config.method not in ("lcp", "random"):
+    if not search.race or config.method not in ("lcp", "random"):
         return
-    before = search.tau_hat
-    for steps in search.race_steps:
-        check_value("search.tau_hat", steps, "--race-steps")
-        if steps <= before:
-            raise LcpTuneError(f"--race-steps {' '.join(map(str, search.race_steps))}: each rung must recover "
-                               f"longer than the one before (the search's --tau-hat {search.tau_hat} first); "
-                               f"{steps} is not above {before}")
-        before = steps
-    if search.finalists > search.num_samples:
+    before = 1.0
+    for multiple in search.race:
+        if not isinstance(multiple, (int, float)) or isinstance(multiple, bool) or not math.isfinite(multiple) \
+                or multiple <= before or multiple > 1000:
+            raise LcpTuneError(f"--race {' '.join(f'{m:g}' for m in search.race)}: each rung must recover longer "
+                               f"than the one before, in multiples of --tau-hat above 1 (the search's own "
+                               f"recovery) and at most 1000; {multiple!r} is not above {before:g}")
+        before = multiple
+    if search.finalists is not None and search.finalists > search.num_samples:
         raise LcpTuneError(f"--finalists {search.finalists} is more than the search's {search.num_samples} trials "
                            f"(--num-samples): at most {search.num_samples}")
 

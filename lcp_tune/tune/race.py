@@ -4,7 +4,7 @@ The search scores every candidate after a short recovery (tau_hat steps, rung 0)
 poor allocations from good ones, but not uniform's near neighbours (BENCHMARKS, "the pick"). The
 race re-scores the finalists at longer recoveries before the pick: the search's best trials and
 the warm starts (global ranking, uniform, and uniform widths under other channel metrics)
-recover `race_steps[0]` steps; the better half of them `race_steps[1]`; and so on. The pick is
+recover race[0] x tau_hat steps; the better half of them race[1] x tau_hat; and so on. The pick is
 the best at the last rung. Each rung is one Tuner over a fixed list of candidates, so the rung's
 trials run in parallel on the cluster like the search's; each finished evaluation is kept in
 the trial cache, so a resumed race replays it and never redoes it.
@@ -105,11 +105,12 @@ def race_trial(config: dict, context: TrialContext, base_state: dict, steps: int
 
 def run_race(config: ExperimentConfig, storage: str, context: TrialContext, base_state: dict,
              candidates: list[Candidate], log: Log, subsets: Optional[SearchSubsets] = None) -> RaceOutcome:
-    """Every rung of `config.search.race_steps` over `candidates`, halving them between rungs."""
+    """Every rung of `config.search.race_steps()` over `candidates`, halving them between rungs."""
     start = time.time()
     rows: list[dict] = []
     alive = list(candidates)
-    for rung, steps in enumerate(config.search.race_steps, 1):
+    schedule = config.search.race_steps()
+    for rung, steps in enumerate(schedule, 1):
         log(f"race rung {rung}: {len(alive)} candidates, {steps} recovery steps each")
         scores = _run_rung(config, storage, context, base_state, alive, rung, steps, log, subsets)
         for candidate in alive:
@@ -124,7 +125,7 @@ def run_race(config: ExperimentConfig, storage: str, context: TrialContext, base
             raise LcpTuneError(f"every candidate of race rung {rung} failed: "
                                f"{next(iter(scores.values())).get(TRIAL_ERROR, 'no result')}")
         log("  " + ", ".join(f"{c.name} {scores[c.name][METRIC]:.4f}" for c in ranked))
-        alive = ranked[:max(1, math.ceil(len(ranked) / 2))] if rung < len(config.search.race_steps) else ranked[:1]
+        alive = ranked[:max(1, math.ceil(len(ranked) / 2))] if rung < len(schedule) else ranked[:1]
     return RaceOutcome(alive[0], rows, time.time() - start)
 
 
