@@ -376,3 +376,50 @@ def test_search_at_a_uri_is_signed_and_a_payload_there_never_runs(tmp_path, loca
     with pytest.raises(LcpTuneError, match="not signed by this machine's lcp-tune key"):
         resume_search_experiment(exp, lambda s: None, RunOptions())
     assert not marker.exists() and not (exp / "report.json").exists()
+
+
+def test_an_empty_or_short_signing_key_is_refused_never_used(tmp_path, monkeypatch):
+    from lcp_tune.store import signing
+
+    key = tmp_path / "signing.key"
+    monkeypatch.setenv("LCP_TUNE_KEY", str(key))
+    key.write_bytes(b"")   # left by a full disk: HMAC(b"", ...) would let anyone sign
+    with pytest.raises(LcpTuneError, match=r"signing key .* holds 0 bytes, fewer than 32"):
+        signing._key()
+    key.write_bytes(b"x" * 31)
+    with pytest.raises(LcpTuneError, match="holds 31 bytes"):
+        signing._key()
+
+
+def test_a_signing_key_on_a_full_disk_is_not_left_behind(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from lcp_tune.store import signing
+
+    key = tmp_path / "keys" / "signing.key"
+    monkeypatch.setenv("LCP_TUNE_KEY", str(key))
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", full)
+        with pytest.raises(LcpTuneError, match="cannot create the signing key .*No space left"):
+            signing._key()
+    assert not key.exists() and list(key.parent.iterdir()) == []   # no short key, no temporary
+    assert len(signing._key()) == 32 and key.stat().st_mode & 0o777 == 0o600   # made whole next time
+
+
+def test_processes_making_the_signing_key_at_once_all_read_the_same_full_key(tmp_path):
+    import subprocess
+    import sys
+
+    key = tmp_path / "signing.key"
+    code = "from lcp_tune.store.signing import _key; print(_key().hex())"
+    env = {**__import__("os").environ, "LCP_TUNE_KEY": str(key)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    keys = {p.communicate(timeout=120)[0].strip() for p in procs}
+    assert len(keys) == 1 and len(bytes.fromhex(keys.pop())) == 32
+    assert key.read_bytes().hex() and len(key.read_bytes()) == 32

@@ -37,17 +37,48 @@ def key_path() -> Path:
     return base / "lcp-tune" / "signing.key"
 
 
+KEY_BYTES = 32
+
+
 def _key() -> bytes:
+    """This machine's signing key: made once, whole or not at all, and refused when short (an
+    empty key would sign everything with HMAC(b"", ...), which anyone can forge)."""
     path = key_path()
-    if not path.is_file():
+    if not path.exists():
+        _create_key(path)
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise LcpTuneError(f"cannot read the signing key {path}: {exc.strerror or exc}") from None
+    if len(key) < KEY_BYTES:
+        raise LcpTuneError(f"signing key {path} holds {len(key)} bytes, fewer than {KEY_BYTES} (cut short, e.g. by "
+                           f"a full disk): delete it and lcp-tune makes a new one (searches it signed then cannot "
+                           f"be resumed)")
+    return key
+
+
+def _create_key(path: Path) -> None:
+    """Write the key to a private temporary file, then link it into place: the key appears with
+    its full length or not at all, and of two processes making it at once the first link wins."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:   # another process made it first
-            return path.read_bytes()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
         with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(32))
-    return path.read_bytes()
+            f.write(secrets.token_bytes(KEY_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:   # another process made it first: use theirs
+            pass
+    except OSError as exc:
+        raise LcpTuneError(f"cannot create the signing key {path}: {exc.strerror or exc}") from None
+    finally:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def _mac(data: bytes, key: bytes) -> str:
