@@ -6,7 +6,7 @@ picture shows the DataFrame's numbers, and reuse them without re-deriving anythi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 import matplotlib
 
@@ -125,16 +125,20 @@ def plot_keep_fractions(keep: Mapping[str, Mapping[str, float]], sizes: Mapping[
     return fractions
 
 
-def plot_compensation(frames: Frames, path: Path) -> pd.DataFrame:
-    """The best trial's compensation value per group, one bar series per experiment.
+def plot_compensation(frames: Frames, path: Path, picks: Optional[dict] = None) -> pd.DataFrame:
+    """The picked compensation value per group (`picks`: label -> compensation.json's values; the
+    best trial's where none was saved), one bar series per experiment.
 
     Values are dimensionless (units of the pooled metric std); 0 everywhere is plain global
     ranking, so a bar's sign says whether the search protected (+) or exposed (-) a group.
     """
     columns = {}
     for label, trials in frames.items():
+        saved = (picks or {}).get(label)
         best = best_trial(trials)
-        if best is not None:
+        if saved:
+            columns[label] = pd.Series({k: float(v) for k, v in saved.items() if k in comp_columns(trials)})
+        elif best is not None:
             columns[label] = best[comp_columns(trials)].astype(float)
     values = pd.DataFrame(columns)
     values.index.name = "parameter"
@@ -145,7 +149,7 @@ def plot_compensation(frames: Frames, path: Path) -> pd.DataFrame:
         ax.bar(x + (i - (values.shape[1] - 1) / 2) * width, values[label], width, label=label)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(x, list(values.index), rotation=90, fontsize="small")
-    ax.set(ylabel="compensation (units of metric std)", title="Learned compensation per group (best trial)")
+    ax.set(ylabel="compensation (units of metric std)", title="Learned compensation per group (the pick)")
     ax.grid(axis="y", alpha=0.3)
     if values.shape[1]:
         ax.legend(fontsize="small")

@@ -17,6 +17,7 @@ import pandas as pd
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.store.experiment import new_experiment_path
 from lcp_tune.store.files import atomic_write
+from lcp_tune.store.lock import experiment_lock
 from lcp_tune.tune.trials_table import write_table
 
 from .markdown import render
@@ -81,7 +82,16 @@ def write_analysis(experiments: Sequence[str | Path], out: Optional[str | Path] 
     records = [open_records(p) for p in experiments]   # validate all before writing anything
     labels = _labels([r.root for r in records])
     out = Path(out) if out is not None else default_output(experiments)
-    out.mkdir(parents=True, exist_ok=True)
+    if len(records) > 1 and any(out.resolve() == r.root.resolve() for r in records):
+        raise LcpTuneError(f"--out {out} is one of the experiments compared: their analysis would replace its own "
+                           f"trials.parquet; choose a folder of its own")
+    if out.is_dir() and (out / "config.yaml").is_file() and not (len(records) == 1 and out.resolve() == records[0].root.resolve()):
+        raise LcpTuneError(f"--out {out} is another experiment's folder; choose a folder of its own")
+    with experiment_lock(out, "analyze"):
+        return _write_analysis(records, labels, out, strict)
+
+
+def _write_analysis(records: list, labels: list[str], out: Path, strict: bool) -> AnalysisResult:
     frames = {label: load_trials(rec) for label, rec in zip(labels, records)}
     table = pd.concat([f for f in frames.values()], ignore_index=True) if len(frames) > 1 else frames[labels[0]]
     if len(records) > 1 or out.resolve() != records[0].root.resolve():   # an experiment's own is written
@@ -91,8 +101,10 @@ def write_analysis(experiments: Sequence[str | Path], out: Optional[str | Path] 
     groups = group_comparable(records)
     result.problems += [n for n in (no_score_note(lb, summaries[lb]) for lb in labels) if n]
     result.problems += incomparable_notes(records, labels, groups)
+    picks = {label: (rec.compensation or {}).get("values") for label, rec in zip(labels, records)}
     for g, members in enumerate(groups):
-        _plot_group({labels[i]: frames[labels[i]] for i in members}, out, "" if g == 0 else f"_{g + 1}", result)
+        _plot_group({labels[i]: frames[labels[i]] for i in members}, out, "" if g == 0 else f"_{g + 1}", result,
+                    picks)
     for label, rec in zip(labels, records):
         suffix = "" if len(labels) == 1 else f"_{_slug(label)}"
         _plot_keep(label, rec, frames[label], summaries[label], out, suffix, result)
@@ -105,8 +117,10 @@ def write_analysis(experiments: Sequence[str | Path], out: Optional[str | Path] 
     return result
 
 
-def _plot_group(frames: dict[str, pd.DataFrame], out: Path, suffix: str, result: AnalysisResult) -> None:
-    """The plots that put a comparable group's trials on the same axes."""
+def _plot_group(frames: dict[str, pd.DataFrame], out: Path, suffix: str, result: AnalysisResult,
+                picks: Optional[dict] = None) -> None:
+    """The plots that put a comparable group's trials on the same axes; the compensation plot
+    shows each experiment's pick (compensation.json) where it has one."""
     scored = {label: f for label, f in frames.items() if result.summaries[label].has_scores}
     if not scored:
         result.notes.append(f"no plots of {', '.join(frames)}: no finished trial to draw")
@@ -114,7 +128,8 @@ def _plot_group(frames: dict[str, pd.DataFrame], out: Path, suffix: str, result:
     for name, fn in (("best_so_far", plot_best_so_far), ("loss_vs_flops", plot_loss_vs_flops),
                      ("compensation", plot_compensation)):
         path = out / PLOTS_DIR / f"{name}{suffix}.png"
-        result.plotted[f"{name}{suffix}"] = fn(scored, path)
+        extra = {"picks": picks} if fn is plot_compensation else {}
+        result.plotted[f"{name}{suffix}"] = fn(scored, path, **extra)
         result.plots[f"{name}{suffix}"] = path
 
 

@@ -76,15 +76,16 @@ def load_trials(experiment: str | Path | ExperimentRecords, race: bool = False) 
     records = experiment if isinstance(experiment, ExperimentRecords) else open_records(experiment)
     exp = Experiment(records.root)
     if not exp.trials_path.is_file():
-        return write_trials(exp)
-    try:
-        table = pd.read_parquet(exp.trials_path, engine="pyarrow")
-    except (OSError, ValueError) as exc:
-        raise LcpTuneError(f"{exp.trials_path} is not a readable parquet table ({exc}); delete it and "
-                           f"run `lcp-tune analyze` again to rebuild it from the search") from None
+        table = write_trials(exp)
+    else:
+        try:
+            table = pd.read_parquet(exp.trials_path, engine="pyarrow")
+        except (OSError, ValueError) as exc:
+            raise LcpTuneError(f"{exp.trials_path} is not a readable parquet table ({exc}); delete it and "
+                               f"run `lcp-tune analyze` again to rebuild it from the search") from None
     rung = table["rung"] if "rung" in table else pd.Series(0, index=table.index)
     if not race:
-        table = table[rung.fillna(0) == 0].reset_index(drop=True)
+        table = table[rung.fillna(0) == 0].reset_index(drop=True).infer_objects()
         rung = rung[rung.fillna(0) == 0].reset_index(drop=True)
     # the experiment-level columns follow the folder as it is now (a copied or moved experiment)
     searcher = rung.fillna(0).map(lambda r: records.config.search.searcher if r == 0 else "race")

@@ -75,11 +75,19 @@ def test_one_row_per_trial_with_named_columns(experiment):
     assert list(identity["trial_number"]) == [1]
     assert np.allclose(identity[list(compensation)].to_numpy(), 0.0)
     assert list(trials.loc[trials["warm_start"] == "uniform", "trial_number"]) == [2]
+    # the search's best trial races; the saved compensation is the race's pick, the best of its last rung
     best = trials.loc[trials["val_loss"].idxmin()]
-    assert np.allclose(best[list(compensation)].astype(float), list(compensation.values()))
+    race = load_trials(experiment, race=True)
+    rung1 = race[race["rung"] == 1]
+    assert any(np.allclose(best[list(compensation)].astype(float), row[list(compensation)].astype(float))
+               for _, row in rung1.iterrows())
+    last = race[race["rung"] == race["rung"].max()]
+    pick = last.loc[last["val_loss"].idxmin()]
+    assert np.allclose(pick[list(compensation)].astype(float), list(compensation.values()))
 
     # the same numbers as Ray's own table of last results
-    ray_table = pd.read_parquet(experiment / "trials.parquet").set_index("trial_id")
+    ray_table = pd.read_parquet(experiment / "trials.parquet")
+    ray_table = ray_table[ray_table["rung"] == 0].set_index("trial_id")
     mine = trials.set_index("trial_id")
     for col in ("val_loss", "val_acc", "flops_ratio", f"keep/{groups[-1]}"):
         assert np.allclose(mine.loc[ray_table.index, col].astype(float), ray_table[col].astype(float)), col
@@ -182,7 +190,7 @@ def test_folder_that_is_not_an_experiment_is_refused(tmp_path):
 
 def test_experiment_without_finished_trial_says_so_and_writes_what_exists(copy_of):
     folder = copy_of("failed")
-    for name in ("report.json", "compensation.json", "trials.parquet"):
+    for name in ("report.json", "compensation.json", "trials.parquet", "race.json"):
         (folder / name).unlink()
     shutil.rmtree(folder / "pruned")
     for state in (folder / "search").glob("experiment_state-*.json"):

@@ -423,3 +423,71 @@ def test_processes_making_the_signing_key_at_once_all_read_the_same_full_key(tmp
     keys = {p.communicate(timeout=120)[0].strip() for p in procs}
     assert len(keys) == 1 and len(bytes.fromhex(keys.pop())) == 32
     assert key.read_bytes().hex() and len(key.read_bytes()) == 32
+
+
+HOLD = """
+import sys, time
+from lcp_tune.store.lock import experiment_lock
+with experiment_lock(sys.argv[1], "search"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def hold_lock(folder: Path):
+    """A second process holding `folder`'s lock, as a running search does."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_blocks_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from lcp_tune.cli import main
+    from lcp_tune.store.lock import experiment_lock
+    from lcp_tune.testing import assert_one_line_error
+
+    folder = tmp_path / "exp"
+    holder = hold_lock(folder)
+    try:
+        result = CliRunner().invoke(main, ["search", "--out", str(folder)])
+        assert_one_line_error(result, f"experiment folder {folder} is in use by `lcp-tune search`",
+                              f"pid {holder.pid}")
+        assert sorted(p.name for p in folder.iterdir()) == [".lcp-lock"]   # nothing written, no base trained
+        result = CliRunner().invoke(main, ["finetune", str(folder), "--budgets", "0.3"])
+        assert result.exit_code != 0 and "Traceback" not in result.output
+    finally:
+        holder.kill()   # as kill -9: the kernel drops its lock
+        holder.wait()
+    with experiment_lock(folder, "finetune"):
+        with experiment_lock(folder, "finetune"):   # re-entrant in one process (search, then its budgets)
+            pass
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_analyze_never_writes_into_a_source_or_another_experiment(finished_search, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from lcp_tune.cli import main
+    from lcp_tune.testing import assert_one_line_error
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(finished_search, a)
+    shutil.copytree(finished_search, b)
+    before = (a / "trials.parquet").read_bytes()
+    result = CliRunner().invoke(main, ["analyze", str(a), str(b), "--out", str(a)])
+    assert_one_line_error(result, f"--out {a} is one of the experiments compared")
+    result = CliRunner().invoke(main, ["analyze", str(b), "--out", str(a)])
+    assert_one_line_error(result, f"--out {a} is another experiment's folder")
+    assert (a / "trials.parquet").read_bytes() == before
+    result = CliRunner().invoke(main, ["analyze", str(a), str(b), "--out", str(tmp_path / "ab")])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["analyze", str(a)])   # an experiment's own analysis, in place
+    assert result.exit_code == 0, result.output

@@ -34,6 +34,7 @@ from lcp_tune.store.experiment import Experiment
 from lcp_tune.store.files import atomic_path, atomic_write, read_json, write_json
 from lcp_tune.models import build_model
 from lcp_tune.store.pruned_io import load_pruned
+from lcp_tune.store.lock import experiment_lock
 from lcp_tune.devices import device_name, resolve_device
 from lcp_tune.errors import LcpTuneError
 from lcp_tune.registry import Registry
@@ -211,6 +212,12 @@ def export_experiment(experiment: str | Path, fmt: str, out: Optional[str | Path
     timing = timing or DEFAULT_TIMING
     exp = Experiment(Path(experiment))
     exp.config()                          # one-line error if this is not an experiment folder
+    with experiment_lock(exp.root, "export"):
+        return _export(exp, exporter, fmt, out, timing, where, log, trust_code)
+
+
+def _export(exp: Experiment, exporter: Exporter, fmt: str, out: Optional[str | Path], timing: Timing,
+            where: torch.device, log: Callable[[str], None], trust_code: bool) -> ExportReport:
     meta, pruned = _load_pruned_model(exp, trust_code)
     shape = tuple(meta["input_shape"])
     folder, target = _resolve_target(exp, exporter, out)

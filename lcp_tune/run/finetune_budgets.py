@@ -27,6 +27,7 @@ from lcp_tune.store.checkpoints import file_hash, load_into, load_state_dict
 from lcp_tune.store.compensation_file import check_fits, compensation_vector, read_compensation
 from lcp_tune.store.experiment import Experiment
 from lcp_tune.store.files import read_json, write_json
+from lcp_tune.store.lock import experiment_lock
 from lcp_tune.store.pruned_io import save_pruned
 
 from .latency import prepare_latency
@@ -46,7 +47,15 @@ def finetune_budgets(folder: Path, budgets: Sequence[float], log: Log = print, p
     """
     exp = Experiment(Path(folder))
     budgets = _checked(budgets)
-    config = exp.config()                    # one line if this is not an experiment folder
+    exp.config()                             # one line if this is not an experiment folder
+    with experiment_lock(exp.root, "finetune"):
+        return _finetune_budgets(exp, budgets, log, progress, data_dir, device, resume_hint)
+
+
+def _finetune_budgets(exp: Experiment, budgets: list[float], log: Log, progress: Optional[Log],
+                      data_dir: Optional[str], device: Optional[str], resume_hint: Optional[str]) -> list[dict]:
+    folder = exp.root
+    config = exp.config()
     config = config.replace(**{k: v for k, v in {"data_dir": data_dir, "device": device}.items() if v is not None})
     check_device_name(config.device)
     if not exp.report_path.is_file():

@@ -30,6 +30,7 @@ from lcp_tune.store.compensation_file import write_compensation
 from lcp_tune.store.experiment import (Experiment, check_can_open, check_same_run, new_experiment_path,
                                        open_experiment)
 from lcp_tune.store.files import read_json, write_json
+from lcp_tune.store.lock import experiment_lock
 from lcp_tune.store.pruned_io import save_pruned
 from lcp_tune.tune.outcome import summarize
 from lcp_tune.tune.trials_table import ERROR, FINISHED, STOPPED, write_trials
@@ -66,6 +67,12 @@ def run_search_experiment(config: ExperimentConfig, out: Optional[Path] = None, 
         config = config.replace(**{"search.searcher": "random"})
     out = out or new_experiment_path()
     check_can_open(out, config)   # another run's folder is refused before any work
+    with experiment_lock(out, "search"):   # one writer at a time, base training included
+        check_can_open(out, config)        # again, now that nothing else writes there
+        return _run_locked(config, out, log, options)
+
+
+def _run_locked(config: ExperimentConfig, out: Path, log: Log, options: RunOptions) -> dict:
     _preflight(options)
     if not options.address:   # a cluster's resources are checked once connected, before the search
         from lcp_tune.tune.distributed_finetune import check_finetune_resources
@@ -94,7 +101,12 @@ def resume_search_experiment(folder: Path, log: Log = print, options: RunOptions
     _preflight(options)
     if not Path(folder).is_dir():
         raise LcpTuneError(f"--resume {folder}: no such experiment folder")
-    exp = Experiment(Path(folder))
+    with experiment_lock(folder, "search --resume"):
+        return _resume_locked(Experiment(Path(folder)), log, options, requested)
+
+
+def _resume_locked(exp: Experiment, log: Log, options: RunOptions, requested: Optional[dict]) -> dict:
+    folder = exp.root
     config = exp.config()
     check_same_run(folder, config, requested or {})
     if exp.report_path.is_file():

@@ -16,8 +16,10 @@ from typing import Any
 from lcp_tune.config import ExperimentConfig
 from lcp_tune.errors import LcpTuneError
 
+
 from .config_file import load_config, save_config
 from .files import read_json
+from .lock import LOCK_NAME
 
 # Fields that say how a run is executed, not what it computes: a reopened folder may differ in them.
 HOW_FIELDS = ("data_dir", "workers", "search.cpus_per_trial", "search.gpus_per_trial", "search.max_concurrent",
@@ -116,7 +118,7 @@ def check_can_open(root: Path, config: ExperimentConfig) -> Experiment:
     if exp.is_experiment():
         new = config.flat()
         check_same_run(root, exp.config(), {k: v for k, v in new.items() if k not in HOW_FIELDS})
-    elif exp.root.exists() and any(exp.root.iterdir()):
+    elif exp.root.exists() and any(p.name != LOCK_NAME for p in exp.root.iterdir()):
         raise LcpTuneError(f"output folder {root} exists and is not an lcp-tune experiment; choose another --out")
     return exp
 
