@@ -39,8 +39,8 @@ def test_finalists_are_the_warm_starts_then_the_best_distinct_trials():
     chosen = finalists(rows, warm, 4)
     assert [c.name for c in chosen] == ["uniform", "uniform/group_l2", "search #2", "search #3"]  # by rank on the search
     assert chosen[2].vector == (1.0, 0.0) and chosen[2].objective == 0.2
-    # the warm starts enter even when they alone exceed the count
-    assert [c.name for c in finalists(rows, warm, 1)] == ["uniform", "uniform/group_l2"]
+    # the warm starts and the search's best enter even when they exceed the count
+    assert [c.name for c in finalists(rows, warm, 1)] == ["uniform", "uniform/group_l2", "search #2"]
 
 
 def test_uniform_widths_under_another_metric_keep_other_channels_at_the_same_cost():

@@ -53,12 +53,13 @@ class RaceOutcome:
 
 def finalists(search_rows: Sequence[tuple[np.ndarray, float]], warm: Sequence[Candidate], count: int) -> list[Candidate]:
     """The warm starts, then the search's best distinct candidates (lowest objective first),
-    until `count` candidates (the warm starts always enter, even beyond `count`)."""
+    until `count` candidates; the warm starts always enter, and so does the search's best, even
+    beyond `count`."""
     chosen = list(warm)
     seen = {_identity(c) for c in chosen}
     ranked = sorted((r for r in search_rows if math.isfinite(r[1])), key=lambda r: r[1])
     for number, (vector, objective) in enumerate(ranked, 1):
-        if len(chosen) >= count:
+        if len(chosen) >= max(count, len(warm) + 1):
             break
         candidate = Candidate(f"search #{number}", tuple(float(v) for v in vector), None, float(objective))
         if _identity(candidate) not in seen:
