@@ -491,3 +491,36 @@ def test_analyze_never_writes_into_a_source_or_another_experiment(finished_searc
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(main, ["analyze", str(a)])   # an experiment's own analysis, in place
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_resume_refuses_a_hand_edited_config_naming_the_setting(finished_search, tmp_path):
+    import shutil
+
+    import yaml
+
+    from lcp_tune.run.search import RunOptions, resume_search_experiment
+
+    exp = tmp_path / "exp"
+    shutil.copytree(finished_search, exp)
+    (exp / "report.json").unlink()
+    original = (exp / "config.yaml").read_text()
+    config = yaml.safe_load(original)
+    config["prune"]["budget"] = 0.3   # by hand: the trials already run are at 0.4
+    (exp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    with pytest.raises(LcpTuneError, match=r"config.yaml was edited after the run started: prune.budget is 0.3, "
+                                           r"the run started with 0.4"):
+        resume_search_experiment(exp, lambda s: None, RunOptions())
+    config["prune"]["budget"] = 0.4
+    config["data_dir"] = str(tmp_path)   # where the data is may change (a moved folder)
+    (exp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    signed = exp / ".lcp-config.json"
+    record = signed.read_text()
+    signed.write_text(record.replace('"budget": 0.4', '"budget": 0.3'))   # the record edited too
+    with pytest.raises(LcpTuneError, match="is not signed by this machine's lcp-tune key"):
+        resume_search_experiment(exp, lambda s: None, RunOptions())
+    signed.write_text(record)
+    (exp / "config.yaml").write_text(original)
+    report = resume_search_experiment(exp, lambda s: None, RunOptions())   # as it was: resumes
+    assert report["num_trials"] == 3

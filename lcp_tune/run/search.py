@@ -27,7 +27,8 @@ from lcp_tune.pruning import Plan, Pruner
 from lcp_tune.searchers import SearchSpace, experiment_space
 from lcp_tune.store.checkpoints import file_hash, load_into, load_state_dict, save_state_dict
 from lcp_tune.store.compensation_file import write_compensation
-from lcp_tune.store.experiment import (Experiment, check_can_open, check_same_run, new_experiment_path,
+from lcp_tune.store.experiment import (Experiment, check_can_open, check_config_unedited, check_same_run,
+                                       new_experiment_path,
                                        open_experiment)
 from lcp_tune.store.files import read_json, write_json
 from lcp_tune.store.lock import experiment_lock
@@ -108,6 +109,7 @@ def resume_search_experiment(folder: Path, log: Log = print, options: RunOptions
 def _resume_locked(exp: Experiment, log: Log, options: RunOptions, requested: Optional[dict]) -> dict:
     folder = exp.root
     config = exp.config()
+    check_config_unedited(exp, config)   # a hand-edited budget would mix two runs' trials
     check_same_run(folder, config, requested or {})
     if exp.report_path.is_file():
         report = read_json(exp.report_path)

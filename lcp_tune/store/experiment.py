@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from lcp_tune.errors import LcpTuneError
 
 
 from .config_file import load_config, save_config
-from .files import read_json
+from .files import read_json, write_json
 from .lock import LOCK_NAME
 
 # Fields that say how a run is executed, not what it computes: a reopened folder may differ in them.
@@ -136,7 +137,43 @@ def open_experiment(root: Path, config: ExperimentConfig) -> Experiment:
     try:
         exp.root.mkdir(parents=True, exist_ok=True)
         save_config(config, exp.config_path)
+        _sign_config(exp, config)
     except OSError as exc:
         raise LcpTuneError(f"--out {root} cannot be written ({exc.strerror or exc}); choose another --out") from None
     return exp
 
+
+
+SIGNED_CONFIG = ".lcp-config.json"   # the config a run started with, signed: config.yaml stays editable
+
+
+def _sign_config(exp: Experiment, config: ExperimentConfig) -> None:
+    from .signing import sign_json
+
+    value = json.loads(json.dumps(config.to_dict()))   # tuples as lists, as read back
+    write_json(exp.root / SIGNED_CONFIG, {"config": value, "mac": sign_json(value)})
+
+
+def check_config_unedited(exp: Experiment, config: ExperimentConfig) -> None:
+    """Refuse a config.yaml edited since its run started (a resume would mix two runs' trials),
+    naming the first setting that differs. Folders written before signed configs are let be."""
+    from .signing import signed_by_us
+
+    path = exp.root / SIGNED_CONFIG
+    if not path.is_file():
+        return
+    try:
+        record = json.loads(path.read_text())
+        started = ExperimentConfig.from_dict(record["config"])
+        ours = signed_by_us(record["config"], record["mac"])
+    except (OSError, ValueError, KeyError, TypeError, LcpTuneError):
+        ours = False
+    if not ours:
+        raise LcpTuneError(f"cannot resume {exp.root}: {path.name} is not signed by this machine's lcp-tune key "
+                           f"(damaged, or the folder was started elsewhere); start a new run with --out")
+    now, then = config.flat(), started.flat()
+    for key in then:
+        if key not in HOW_FIELDS and now.get(key) != then[key]:   # where the data is, threads: may change
+            raise LcpTuneError(f"cannot resume {exp.root}: config.yaml was edited after the run started: "
+                               f"{key} is {now.get(key)!r}, the run started with {then[key]!r}; put it back, or "
+                               f"start a new run with --out")

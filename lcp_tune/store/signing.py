@@ -216,3 +216,13 @@ def require_verified(location: str | Path, what: str) -> None:
     if problem is not None:
         raise LcpTuneError(f"{what}: Ray Tune's state in {location} {problem}; its pickles are never opened "
                            f"(resume it on the machine that ran it, or start a new search)")
+
+
+def sign_json(value: object) -> str:
+    """This machine's HMAC of a JSON value (canonical: sorted keys), for records kept beside a
+    human-editable file (config.yaml) so an edit can be told from what a run started with."""
+    return _mac(json.dumps(value, sort_keys=True).encode(), _key())
+
+
+def signed_by_us(value: object, mac: str) -> bool:
+    return hmac.compare_digest(sign_json(value), str(mac))
