@@ -114,13 +114,23 @@ def _vector(pruner: Pruner, compensation) -> np.ndarray:
     if compensation is None:
         return pruner.identity()
     names = pruner.form.param_names(pruner.group_names)
-    if isinstance(compensation, dict):
-        from lcp_tune.store.compensation_file import CompensationRecord, compensation_vector
-        record = CompensationRecord("", "", "", {str(k): float(v) for k, v in compensation.items()},
-                                    path="the compensation dict")
-        return compensation_vector(record, names)
-    vector = np.asarray(compensation, dtype=float).ravel()
+    try:
+        if isinstance(compensation, (str, bytes)):
+            raise TypeError
+        if isinstance(compensation, dict):
+            from lcp_tune.store.compensation_file import CompensationRecord, compensation_vector
+            record = CompensationRecord("", "", "", {str(k): float(v) for k, v in compensation.items()},
+                                        path="the compensation dict")
+            vector = compensation_vector(record, names)
+        else:
+            vector = np.asarray(compensation, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise LcpTuneError(f"compensation must be numbers (a vector, or a dict like compensation.json's values), "
+                           f"got {type(compensation).__name__}") from None
     if vector.shape != (len(names),):
         raise LcpTuneError(f"compensation has {vector.size} values; this model's channel groups need "
                            f"{len(names)} ({names[0]}, ...)")
+    if not np.all(np.isfinite(vector)):
+        first = names[int(np.flatnonzero(~np.isfinite(vector))[0])]
+        raise LcpTuneError(f"compensation must be finite numbers; {first} is {vector[names.index(first)]}")
     return vector

@@ -524,3 +524,51 @@ def test_resume_refuses_a_hand_edited_config_naming_the_setting(finished_search,
     (exp / "config.yaml").write_text(original)
     report = resume_search_experiment(exp, lambda s: None, RunOptions())   # as it was: resumes
     assert report["num_trials"] == 3
+
+
+def test_nan_weights_and_nan_compensations_are_named_not_used(tmp_path):
+    import numpy as np
+    import torch
+
+    import lcp_tune
+    from lcp_tune.models import build_model
+    from lcp_tune.store.checkpoints import load_state_dict
+
+    model = build_model("resnet20_tiny", 10, 1)
+    state = model.state_dict()
+    state["layer1.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(LcpTuneError, match=r"nan.pt holds NaN values in 'layer1.0.conv1.weight'"):
+        load_state_dict(tmp_path / "nan.pt")
+    state["layer1.0.conv1.weight"][0, 0, 0, 0] = float("inf")
+    torch.save(state, tmp_path / "inf.pt")
+    with pytest.raises(LcpTuneError, match="holds infinite values"):
+        load_state_dict(tmp_path / "inf.pt")
+    assert lcp_tune.prune(model, 0.5, input_shape=(1, 8, 8))(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
+    with pytest.raises(LcpTuneError, match="compensation must be finite numbers; beta:conv1 is nan"):
+        lcp_tune.prune(model, 0.5, input_shape=(1, 8, 8), compensation=np.full(12, np.nan))
+    with pytest.raises(LcpTuneError, match="compensation must be numbers"):
+        lcp_tune.prune(model, 0.5, input_shape=(1, 8, 8), compensation="0.5")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_symlink_inside_the_experiment_is_never_written_through(finished_search, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from lcp_tune.cli import main
+    from lcp_tune.testing import assert_ends_in_error_line, assert_one_line_error
+
+    exp, elsewhere = tmp_path / "exp", tmp_path / "elsewhere"
+    shutil.copytree(finished_search, exp)
+    elsewhere.mkdir()
+    shutil.rmtree(exp / "plots")
+    (exp / "plots").symlink_to(elsewhere, target_is_directory=True)
+    result = CliRunner().invoke(main, ["analyze", str(exp)])
+    assert_one_line_error(result, f"{exp / 'plots'} is a symbolic link inside the experiment folder")
+    (exp / "export").symlink_to(elsewhere, target_is_directory=True)
+    result = CliRunner().invoke(main, ["export", str(exp), "--format", "state-dict"])
+    assert_ends_in_error_line(result, f"{exp / 'export'} is a symbolic link")
+    assert list(elsewhere.iterdir()) == []

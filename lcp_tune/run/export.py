@@ -31,7 +31,7 @@ from torch import nn
 
 from lcp_tune.store.checkpoints import load_into, load_state_dict
 from lcp_tune.store.experiment import Experiment
-from lcp_tune.store.files import atomic_path, atomic_write, read_json, write_json
+from lcp_tune.store.files import atomic_path, atomic_write, check_no_link_out, read_json, write_json
 from lcp_tune.models import build_model
 from lcp_tune.store.pruned_io import load_pruned
 from lcp_tune.store.lock import experiment_lock
@@ -264,6 +264,7 @@ def _resolve_target(exp: Experiment, exporter: Exporter, out: Optional[str | Pat
         target = folder / exporter.filename if exporter.filename else folder
     if folder.exists() and not folder.is_dir():
         raise LcpTuneError(f"export folder {folder} exists and is a file; choose another --out")
+    check_no_link_out(folder / "export_report.json")
     folder.mkdir(parents=True, exist_ok=True)
     return folder, target
 

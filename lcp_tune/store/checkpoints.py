@@ -38,6 +38,11 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise LcpTuneError(f"checkpoint {path} holds no state_dict of tensors "
                            f"(looked at the top level and under {', '.join(STATE_KEYS)})")
+    for key, value in obj.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = "NaN" if bool(torch.isnan(value).any()) else "infinite"
+            raise LcpTuneError(f"checkpoint {path} holds {bad} values in {key!r}: a diverged or damaged model; "
+                               f"every weight and BatchNorm statistic must be finite")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 

@@ -20,6 +20,7 @@ from lcp_tune.errors import LcpTuneError
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is fsynced and renamed onto `path`."""
     path = Path(path)
+    check_no_link_out(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -31,6 +32,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_no_link_out(path: str | Path) -> None:
+    """Refuse a write through a symbolic link inside an experiment folder (a copied folder whose
+    `plots/` or `export/` links elsewhere would have its files written there). The folders from
+    `path` up to the experiment's root (the first holding config.yaml) must be real folders; a
+    link to the target file itself is replaced by the rename, never followed. Paths outside any
+    experiment are not checked: where a user keeps their folders is theirs."""
+    path = Path(os.path.abspath(path))
+    chain = []
+    for folder in path.parents:
+        if (folder / "config.yaml").is_file() and not folder.is_symlink():
+            for link in chain:
+                if link.is_symlink():
+                    raise LcpTuneError(f"{link} is a symbolic link inside the experiment folder {folder}; lcp-tune "
+                                       f"writes only inside the folder: replace the link with a real folder")
+            return
+        chain.append(folder)
+        if len(chain) > 8:
+            return
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> None:
