@@ -290,6 +290,25 @@ def test_ray_token_is_readable_by_its_owner_only(local_ray):
     assert token.stat().st_mode & 0o077 == 0
 
 
+def test_ray_starts_under_a_private_umask_and_gives_the_process_its_own_back(monkeypatch):
+    """The token Ray writes on its first start is created private, not narrowed seconds later."""
+    import os
+
+    import ray
+
+    from lcp_tune.tune import cluster
+
+    seen = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.append(os.umask(0o077)) or type("C", (), {"dashboard_url": ""})())
+    before = os.umask(0o022)
+    try:
+        cluster.init_ray(num_cpus=1, log=lambda line: None)
+        assert seen == [0o077] and os.umask(0o022) == 0o022
+    finally:
+        os.umask(before)
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_moved_experiment_resumes_analyses_and_exports_where_it_now_is(finished_search, tmp_path):

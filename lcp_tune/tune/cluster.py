@@ -29,9 +29,15 @@ def init_ray(num_cpus: Optional[int] = None, address: Optional[str] = None, dash
         _connect(address)
         log(f"connected to the Ray cluster at {address}: {_describe(ray.cluster_resources())}")
         return
-    context = ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=dashboard,
-                       dashboard_host="127.0.0.1", dashboard_port=dashboard_port, log_to_driver=False, configure_logging=True,
-                       logging_level="ERROR", _node_ip_address="127.0.0.1")
+    # the token Ray writes on its first start is a password: created under umask 077 it is never
+    # readable by others, not even for the seconds before _private_token narrows an older one
+    previous = os.umask(0o077)
+    try:
+        context = ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=dashboard,
+                           dashboard_host="127.0.0.1", dashboard_port=dashboard_port, log_to_driver=False,
+                           configure_logging=True, logging_level="ERROR", _node_ip_address="127.0.0.1")
+    finally:
+        os.umask(previous)
     _private_token()
     if dashboard:
         log(f"Ray dashboard: http://{context.dashboard_url}  (token authentication is on: the token is in "
