@@ -105,9 +105,26 @@ def prune(model: nn.Module, budget: float, *, example_input: Optional[torch.Tens
         input_shape = tuple(example_input.shape[1:])
     if input_shape is None:
         raise LcpTuneError("prune() needs example_input (a batch) or input_shape (one sample, e.g. (3, 224, 224))")
-    pruner = Pruner(model, tuple(int(s) for s in input_shape), metric, form, safeguard, round_to)
+    pruner = Pruner(model, _shape(input_shape), metric, form, safeguard, round_to)
     plan = pruner.plan(_vector(pruner, compensation), budget, resource)
     return pruner.apply(plan)
+
+
+MAX_SAMPLE = 1 << 28   # elements of one traced sample (1 GiB of float32): far beyond any image model
+
+
+def _shape(input_shape) -> tuple[int, ...]:
+    """One sample's shape as positive integers small enough to trace, or one line saying why not."""
+    allowed = "a sequence of positive integers, one sample without the batch, e.g. (3, 224, 224)"
+    if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__iter__"):
+        raise LcpTuneError(f"input_shape must be {allowed}; got {input_shape!r}"[:300])
+    dims = list(input_shape)
+    if not dims or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise LcpTuneError(f"input_shape must be {allowed}; got {tuple(dims)!r}"[:300])
+    if int(np.prod([int(d) for d in dims], dtype=object)) > MAX_SAMPLE:
+        raise LcpTuneError(f"input_shape {tuple(int(d) for d in dims)} holds more than {MAX_SAMPLE:,} values per "
+                           f"sample: too large to trace")
+    return tuple(int(d) for d in dims)
 
 
 def _vector(pruner: Pruner, compensation) -> np.ndarray:

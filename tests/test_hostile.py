@@ -591,3 +591,16 @@ def test_a_symlink_inside_the_experiment_is_never_written_through(finished_searc
     result = CliRunner().invoke(main, ["export", str(exp), "--format", "state-dict"])
     assert_ends_in_error_line(result, f"{exp / 'export'} is a symbolic link")
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("shape, fragment", [
+    ((1, -8, 8), "got (1, -8, 8)"), ("1,8,8", "got '1,8,8'"), ((), "got ()"), ((1.5, 8, 8), "got (1.5, 8, 8)"),
+    ((1, 10**6, 10**6), "too large to trace"),
+])
+def test_prune_names_an_input_shape_it_cannot_trace(shape, fragment):
+    import lcp_tune
+    from lcp_tune.models import build_model
+
+    with pytest.raises(LcpTuneError, match="input_shape") as info:
+        lcp_tune.prune(build_model("resnet20_tiny", 10, 1), 0.5, input_shape=shape)
+    assert fragment in str(info.value)
