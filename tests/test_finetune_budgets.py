@@ -98,6 +98,7 @@ def test_a_search_that_has_not_finished_is_refused(tmp_path):
 @pytest.mark.parametrize("budgets, message", [
     (["1.5"], "--budgets must be in (0, 1), got 1.5"),
     (["0.3", "0.3"], "--budgets 0.3 is given twice"),
+    (["0.3", "0.30000001"], "--budgets 0.3 is given twice"),   # one folder, budgets/budget-0.3/
     (["0.5", "0.00001"], "--budgets 1e-05"),
 ])
 def test_bad_budgets_are_one_line_before_any_work(experiment, budgets, message):
@@ -173,6 +174,7 @@ def test_a_multi_budget_search_writes_one_fine_tuned_model_per_budget(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--budgets", "0.5", "1.5"], "--budgets must be"),
     (["--budgets", "0.5", "0.3", "0.5"], "--budgets 0.5 is given twice"),
+    (["--budgets", "0.3", "0.5", "0.30000001"], "--budgets 0.30000001 is given twice"),
     (["--budget", "0.5", "--budgets", "0.3"], "either --budget"),
 ])
 def test_bad_search_budgets_are_one_line_before_any_work(tmp_path, args, message):

@@ -67,6 +67,9 @@ MODULE = textwrap.dedent('''
     def float_labels():
         return Pairs(torch.zeros(1, 8, 8), 0.5), Pairs(torch.zeros(1, 8, 8), 0)
 
+    def one_class():
+        return Pairs(torch.zeros(1, 8, 8), 0), Pairs(torch.zeros(1, 8, 8), 0)
+
     def label_out_of_range():
         return {"train": Pairs(torch.zeros(1, 8, 8), 7), "test": Pairs(torch.zeros(1, 8, 8), 0),
                 "classes": ["a", "b"]}
@@ -103,6 +106,7 @@ def test_factory_gives_splits_with_a_carved_validation_set(user_module):
     ("blobs_data:not_images", ["train images must be float tensors of shape (C, H, W)"]),
     ("blobs_data:float_labels", ["train labels must be integers"]),
     ("blobs_data:label_out_of_range", ["train label 7 is outside [0, 2)"]),
+    ("blobs_data:one_class", ["has 1 class; classification needs at least 2"]),
 ])
 def test_bad_factory_is_one_line_before_any_worker(user_module, tmp_path, factory, fragments):
     import ray

@@ -83,6 +83,8 @@ def load_data(name: str, seed: int = 0, val_fraction: float = 0.15,
         raise LcpTuneError(f"val_max must be 0 (no cap) or more, got {val_max}")
     splits = factory(seed=seed, val_fraction=val_fraction, data_dir=data_dir, val_max=val_max,
                      **drop_none(image_size=image_size))
+    if splits.num_classes < 2:   # every accuracy would be 100%: nothing to tell methods apart
+        raise LcpTuneError(f"--data {name!r} has {splits.num_classes} class; classification needs at least 2")
     if subset < 1:
         _, keep = stratified_split(labels_of(splits.train), subset, seed)
         splits = dataclasses.replace(splits, train=select(splits.train, keep))

@@ -164,7 +164,8 @@ def _checked(budgets: Sequence[float]) -> list[float]:
     if not budgets:
         raise LcpTuneError("--budgets needs at least one budget, e.g. --budgets 0.5 0.3")
     out = [float(check_value("prune.budget", b, "--budgets")) for b in budgets]
-    repeated = sorted({f"{b:g}" for b in out if out.count(b) > 1})
+    named = [f"{b:g}" for b in out]   # budgets/budget-<b:g>/: budgets equal to 6 digits share a folder
+    repeated = sorted({n for n in named if named.count(n) > 1})
     if repeated:
         raise LcpTuneError(f"--budgets {repeated[0]} is given twice")
     return out

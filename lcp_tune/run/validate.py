@@ -89,7 +89,7 @@ def check_budgets(config: ExperimentConfig) -> None:
     seen = [config.prune.budget]
     for budget in config.budgets:
         check_value("prune.budget", budget, "--budgets")
-        if budget in seen:
-            raise LcpTuneError(f"--budgets {budget:g} is given twice")
+        if f"{budget:g}" in {f"{b:g}" for b in seen}:   # budgets/budget-<b:g>/: one folder each
+            raise LcpTuneError(f"--budgets {budget!r} is given twice (to 6 digits, as its folder is named)")
         seen.append(budget)
 

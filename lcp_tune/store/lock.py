@@ -32,6 +32,7 @@ def experiment_lock(folder: str | Path, command: str) -> Iterator[None]:
     if key in _HELD:
         yield
         return
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
@@ -49,8 +50,21 @@ def experiment_lock(folder: str | Path, command: str) -> Iterator[None]:
             yield
         finally:
             _HELD.discard(key)
+            if created:
+                _remove_if_only_lock(folder)
     finally:
         os.close(fd)   # releases the lock
+
+
+def _remove_if_only_lock(folder: Path) -> None:
+    """A folder this command made and left empty (bad input found before any work) goes again:
+    bad input writes nothing."""
+    try:
+        if [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+            (folder / LOCK_NAME).unlink()
+            folder.rmdir()
+    except OSError:
+        pass
 
 
 def _record(fd: int, command: str) -> None:
