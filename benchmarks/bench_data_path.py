@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> dict:
     data_dir = write_jpegs(args.out / "jpegs", args.classes, args.per_class, (500, 375) if not args.smoke else (64, 48))
     config = ExperimentConfig(arch=args.arch, data="imagenet", data_dir=str(data_dir), image_size=args.size,
                               seed=0, device="cpu")
-    config = config.replace(**{"search.batch_size": args.batch, "search.tau_hat": args.steps,
+    config = config.replace(**{"search.batch_size": args.batch, "search.tau_hat": args.steps, "search.race": (),
                                "search.bn_batches": args.bn_batches, "search.cpus_per_trial": args.cpus,
                                "prune.budget": 0.5})
     torch.set_num_threads(args.cpus)
