@@ -141,6 +141,8 @@ def _vector(pruner: Pruner, compensation) -> np.ndarray:
             vector = compensation_vector(record, names)
         else:
             vector = np.asarray(compensation, dtype=float).ravel()
+    except LcpTuneError:   # a ValueError too: its own line (a dict naming other groups) stands
+        raise
     except (TypeError, ValueError):
         raise LcpTuneError(f"compensation must be numbers (a vector, or a dict like compensation.json's values), "
                            f"got {type(compensation).__name__}") from None

@@ -1,26 +1,20 @@
-"""A search on a two-node Ray cluster started with `ray start` on 127.0.0.1, cleaned up after."""
+"""A real two-node Ray cluster, started with Ray's own `ray start` (token authentication on, as
+Ray 2.60 defaults) inside a loopback-only network namespace, and lcp-tune pointed at it the way
+users do: `--address`, with and without RAY_AUTH_MODE in the client's environment."""
 from __future__ import annotations
 
+import json
 import os
 import signal
-import socket
-import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-
-from lcp_tune.config import ExperimentConfig
-from lcp_tune.run.search import RunOptions, run_search_experiment
+from test_resume import trained_base
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-CLUSTER_FILE = Path("/tmp/ray/ray_current_cluster")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+PORT = 6391   # the namespace is new: nothing else listens in it
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -35,47 +29,60 @@ def processes_mentioning(text: str) -> list[int]:
     return [p for p in pids if p != os.getpid()]
 
 
-@pytest.fixture
-def two_node_cluster(tmp_path):
-    import ray
+def client_env(auth_mode: bool) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    return {**env, "RAY_AUTH_MODE": "token"} if auth_mode else env
 
-    if ray.is_initialized():
-        ray.shutdown()
+
+@pytest.fixture
+def two_node_cluster(loopback_namespace):
+    """`ray start` head and worker (1 CPU each) on 127.0.0.1 inside the namespace; stopped after
+    by killing this cluster's processes only (never `ray stop`, which stops every Ray here)."""
     temp_dir = Path("/tmp") / f"lcp-cluster-{os.getpid()}"   # short: Ray's socket paths have a limit
-    port = free_port()
-    env = dict(os.environ, RAY_AUTH_MODE="token")
+    env = dict(client_env(False), RAY_AUTH_MODE="token")
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
-    subprocess.run(["ray", "start", "--head", f"--port={port}", "--include-dashboard=false",
-                    f"--temp-dir={temp_dir}", *common], check=True, env=env, capture_output=True)
     try:
-        subprocess.run(["ray", "start", f"--address=127.0.0.1:{port}", *common], check=True, env=env,
-                       capture_output=True)
-        yield f"127.0.0.1:{port}"
+        for args in (["--head", f"--port={PORT}", "--include-dashboard=false", f"--temp-dir={temp_dir}"],
+                     [f"--address=127.0.0.1:{PORT}"]):
+            started = loopback_namespace.run(["ray", "start", *args, *common], env=env, timeout=180)
+            assert started.returncode == 0, started.stdout + started.stderr
+        yield loopback_namespace, f"127.0.0.1:{PORT}"
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
         for pid in processes_mentioning(str(temp_dir)):   # this cluster only, not other Ray users
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        CLUSTER_FILE.unlink(missing_ok=True)
         time.sleep(1)
         assert processes_mentioning(str(temp_dir)) == []
-        assert not CLUSTER_FILE.exists()
 
 
-def test_search_runs_on_a_two_node_loopback_cluster(tmp_path, two_node_cluster):
+def test_search_runs_on_a_two_node_cluster_started_by_ray_start(tmp_path, two_node_cluster):
+    """The user's command, RAY_AUTH_MODE not exported: the token is found where Ray keeps it and
+    the trials run on both nodes, every Ray address on loopback."""
     import pandas as pd
 
-    config = ExperimentConfig().replace(**{
-        "arch": "resnet20_tiny", "prune.budget": 0.4, "search.num_samples": 4, "search.tau_hat": 10,
-        "search.report_every": 5, "search.bn_batches": 2, "base_train.epochs": 2, "finetune.epochs": 1})
-    lines: list[str] = []
-    report = run_search_experiment(config, tmp_path / "exp", lines.append,
-                                   RunOptions(address=two_node_cluster))
-    assert any("connected to the Ray cluster" in line and "2 CPU" in line for line in lines)
+    namespace, address = two_node_cluster
+    exp = tmp_path / "exp"
+    search = namespace.run([sys.executable, "-m", "lcp_tune.cli", "search", "--arch", "resnet20_tiny", "--checkpoint", trained_base(tmp_path), "--budget", "0.4",
+                            "--num-samples", "4", "--tau-hat", "10", "--finetune-epochs", "1",
+                            "--race", "0", "--address", address, "--out", exp], env=client_env(False), timeout=900)
+    assert search.returncode == 0, search.stdout[-3000:] + search.stderr[-3000:]
+    assert "connected to the Ray cluster" in search.stdout and "2 CPU" in search.stdout, search.stdout
+    report = json.loads((exp / "report.json").read_text())
     assert report["num_trials"] == 4 and report["failed_trials"] == 0
-    trials = pd.read_parquet(tmp_path / "exp" / "trials.parquet")
-    assert len(trials) == 4
-    assert trials["val_loss"].notna().all()
+    trials = pd.read_parquet(exp / "trials.parquet")
+    assert len(trials) == 4 and trials["val_loss"].notna().all()
+    nodes = {json.loads(line).get("node_ip") for p in (exp / "search").glob("trial_*/result.json")
+             for line in p.read_text().splitlines() if line.strip()}
+    assert nodes == {"127.0.0.1"}, nodes   # no trial ran on, or reported, a routable address
+
+
+def test_a_client_with_ray_auth_mode_exported_connects_too(two_node_cluster):
+    namespace, address = two_node_cluster
+    probe = ("import ray; from lcp_tune.tune.cluster import init_ray; init_ray(address=%r); "
+             "print(sorted(n['NodeManagerAddress'] for n in ray.nodes() if n['Alive']))" % address)
+    for exported in (True, False):
+        ran = namespace.run([sys.executable, "-c", probe], env=client_env(exported), timeout=180)
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        assert ran.stdout.strip().splitlines()[-1] == "['127.0.0.1', '127.0.0.1']", ran.stdout

@@ -285,6 +285,6 @@ def test_search_with_a_latency_budget_plans_trials_and_reports_on_it(block4_cloc
     widths = [m.out_channels for m in pruned.modules() if isinstance(m, nn.Conv2d)]
     assert all(w % 4 == 0 for w in widths) and min(widths) < 32, widths
     import pandas as pd
-    trials = pd.read_parquet(out / "trials.parquet")
+    trials = pd.read_parquet(out / "trials.parquet").query("rung == 0")
     assert len(trials) == 2 and (trials.flops_ratio < 1).all()
     assert "0.8" in result.output and ">" in result.output   # predicted > measured in the table

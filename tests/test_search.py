@@ -46,7 +46,7 @@ def test_four_trial_search_writes_experiment_and_report(tmp_path, local_ray):
     assert any("lcp-tune report" in line for line in lines)
     assert sum("val loss" in line for line in lines) == 4   # one progress line per trial
 
-    trials = pd.read_parquet(exp / "trials.parquet")
+    trials = pd.read_parquet(exp / "trials.parquet").query("rung == 0")
     assert len(trials) == 4
     keys = [c for c in trials.columns if c.startswith("beta:")]   # named per channel group
     assert len(keys) == 12 and trials["status"].eq("finished").all()
@@ -86,7 +86,7 @@ def test_search_centred_on_uniform_pruning(tmp_path, local_ray):
 
     exp = tmp_path / "exp"
     report = run_search_experiment(tiny_config(**{"search.center": "uniform"}), exp, log=lambda s: None)
-    trials = pd.read_parquet(exp / "trials.parquet").sort_values("trial_number")
+    trials = pd.read_parquet(exp / "trials.parquet").query("rung == 0").sort_values("trial_number")
     keys = [c for c in trials.columns if c.startswith("beta:")]
     assert list(trials["warm_start"][:2]) == ["identity", "uniform"]
     assert (trials[keys].iloc[1].abs() < 1e-12).all()          # uniform = the origin of the box

@@ -52,12 +52,14 @@ def ray_session(address: Optional[str] = None, dashboard: bool = False,
     import ray
 
     started_here = not ray.is_initialized()
+    auth_mode = os.environ.get(AUTH_MODE)
     init_ray(address=address, dashboard=dashboard, log=log)
     try:
         yield
     finally:
         if started_here:
             ray.shutdown()
+            _set_auth_mode(auth_mode)   # a later local Ray in this process starts as it would have
 
 
 def _private_token() -> None:
@@ -85,19 +87,56 @@ def check_reachable(address: str) -> None:
 
 
 def _connect(address: str) -> None:
-    """ray.init(address=...) with a fast, one-line failure when the cluster cannot be reached."""
+    """ray.init(address=...) with a fast, one-line failure when the cluster cannot be reached.
+
+    `ray start` in 2.60 turns token authentication on, but Ray's client only sends its token when
+    RAY_AUTH_MODE=token is exported; like Ray's own `address="auto"`, a token found where Ray
+    looks turns token mode on here, so users need no extra variable."""
     import ray
 
     check_reachable(address)
-    # `ray start` in 2.60 turns token authentication on; a client must say it uses tokens
-    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
-    if "RAY_AUTH_TOKEN" in os.environ or token.is_file():
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    before = os.environ.get(AUTH_MODE)
+    if before is None and token_available():
+        _set_auth_mode("token")
     try:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     except Exception as exc:
+        _set_auth_mode(before)
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LcpTuneError(f"cannot connect to the Ray cluster at --address {address}: {message[:200]}") from None
+        hint = ""
+        if "auth" in message.lower() or "token" in message.lower() or not token_available():
+            hint = f"; {TOKEN_HINT}"
+        raise LcpTuneError(f"cannot connect to the Ray cluster at --address {address}: {message[:200]}{hint}") from None
+
+
+AUTH_MODE = "RAY_AUTH_MODE"
+TOKEN_HINT = ("a cluster with token authentication (Ray 2.60's default for `ray start`) needs its token in "
+              "~/.ray/auth_token, in RAY_AUTH_TOKEN, or in the file RAY_AUTH_TOKEN_PATH names "
+              "(`ray get-auth-token` on the head node prints it)")
+
+
+def token_available() -> bool:
+    """A Ray auth token where Ray's client looks for one: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return True
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _set_auth_mode(mode: Optional[str]) -> None:
+    """Set (or clear) RAY_AUTH_MODE and refresh Ray's cached config, which read it at import."""
+    if os.environ.get(AUTH_MODE) == mode:
+        return
+    if mode is None:
+        os.environ.pop(AUTH_MODE, None)
+    else:
+        os.environ[AUTH_MODE] = mode
+    from ray._raylet import Config
+
+    Config.initialize("")
 
 
 def _describe(resources: dict) -> str:
