@@ -156,8 +156,9 @@ def test_config_and_compensation_naming_a_factory_run_nothing(finished_search, t
     folder = unfinished_copy(finished_search, tmp_path)
     config = yaml.safe_load((folder / "config.yaml").read_text())
     (folder / "config.yaml").write_text(yaml.safe_dump({**config, "arch": spec}))
-    result = CliRunner().invoke(main, ["search", "--resume", str(folder)])
-    assert_one_line_error(result, f"architecture '{spec}' names code to run", f"--arch {spec}")
+    result = CliRunner().invoke(main, ["search", "--resume", str(folder)])   # refused as an edit, before any import
+    assert_one_line_error(result, "config.yaml was edited after the run started", f"arch is '{spec}'")
+    assert not marker.exists()
 
     comp = json.loads((finished_search / "compensation.json").read_text())
     (tmp_path / "comp.json").write_text(json.dumps({**comp, "arch": spec}))

@@ -135,7 +135,7 @@ def test_stops_during_the_finetunes_resume_each_from_its_last_epoch(tmp_path, lo
     exp, epochs = tmp_path / "exp", 8
     command = [sys.executable, "-m", "lcp_tune.cli", "search", "--arch", "resnet20_tiny", "--checkpoint",
                trained_base(tmp_path), "--num-samples", "2", "--tau-hat", "4", "--finetune-epochs", str(epochs),
-               "--budget", "0.4", "--out", str(exp)]
+               "--budget", "0.4", "--race", "0", "--out", str(exp)]   # the race's own resume: test_race
     saved = lambda method: list((exp / "finetune").glob(f"{method}-*.pt"))  # noqa: E731
     mid = lambda method: saved(method) and 1 <= _checkpoint_epoch(saved(method)[0]) < epochs - 2  # noqa: E731
     kept_epochs = lambda: {p.name: _checkpoint_epoch(p) for p in (exp / "finetune").glob("*.pt")}  # noqa: E731
