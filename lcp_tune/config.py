@@ -138,13 +138,13 @@ class SearchConfig:
                                                     "inputs up to 64 px, 1/2 up to 160 px, 1 above.")
     max_concurrent: int = setting(0, "Trials at once; 0 = what the resources fit.")  # 0: as many as the resources allow
     max_failures: int = 2        # retries of a trial whose worker died, then it is recorded failed
-    # The race (multi-fidelity pick): the search's best candidates, the warm starts among them,
-    # recover race[0] x tau_hat steps; the better half of them race[1] x tau_hat; ... The pick is
-    # the best at the last rung. 100 steps misranked uniform's neighbours (BENCHMARKS, "the pick").
-    race: tuple[float, ...] = setting((3.0, 6.0), "Race rungs after the search, in multiples of --tau-hat, "
-                                                   "increasing and above 1 (3 6: the finalists recover 3x as "
-                                                   "long, then the better half 6x); 0: pick on the search's "
-                                                   "objective alone. No race when --tau-hat is 0.")
+    # The race (multi-fidelity pick, opt-in): the search's best candidates, the warm starts among
+    # them, recover race[0] x tau_hat steps; the better half of them race[1] x tau_hat; ... The pick
+    # is the best at the last rung. Off by default: it did not pay where measured (BENCHMARKS 17).
+    race: tuple[float, ...] = setting((), "Race rungs after the search, in multiples of --tau-hat, "
+                                          "increasing and above 1 (3 6: the finalists recover 3x as "
+                                          "long, then the better half 6x); none or 0: pick on the "
+                                          "search's objective alone. No race when --tau-hat is 0.")
     finalists: Optional[int] = setting(None, "Candidates that enter the race (the warm starts always among "
                                              "them); default: 6, or the trials if fewer.")
     race_uniform_metrics: tuple[str, ...] = ("group_l2",)

@@ -6,6 +6,29 @@ import os
 import pytest
 
 
+# what makes a test slow: a Ray instance, a cluster, a subprocess or a whole search or fine-tune
+SLOW_FIXTURES = {"local_ray", "loopback_namespace", "two_node_cluster", "finished_search"}
+SLOW_CALLS = ("run_search_experiment", "resume_search_experiment", "finetune_many", "subprocess", "stop_when",
+              "sys.executable", "trained_base", '"search"', "'search'", '"finetune"', "paper_table", "ray_session",
+              "init_ray", "run_budgets", "Tuner(")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `slow` every test that starts Ray or a subprocess or runs a search, read from its
+    fixtures and its source, so the default run (`-m 'not slow'`) stays the inner loop."""
+    import inspect
+
+    for item in items:
+        if item.get_closest_marker("slow"):
+            continue
+        try:
+            source = inspect.getsource(item.function)
+        except (OSError, TypeError, AttributeError):
+            source = ""
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(call in source for call in SLOW_CALLS):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     """Base models trained by tests go to a temporary cache, and the signing key to a temporary

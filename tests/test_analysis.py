@@ -31,7 +31,7 @@ def experiment(tmp_path_factory, local_ray):
     config = ExperimentConfig().replace(**{
         "arch": "resnet20_tiny", "prune.budget": 0.4, "search.num_samples": NUM_TRIALS,
         "search.tau_hat": 10, "search.report_every": 5, "search.bn_batches": 2,
-        "base_train.epochs": 3, "finetune.epochs": 1})
+        "base_train.epochs": 3, "finetune.epochs": 1, "search.race": (2.0, 4.0)})   # the race's rows too
     root = tmp_path_factory.mktemp("analysis") / "exp"
     run_search_experiment(config, root, log=lambda line: None)
     return root

@@ -78,7 +78,8 @@ def test_search_runs_on_a_two_node_cluster_started_by_ray_start(tmp_path, two_no
     assert nodes == {"127.0.0.1"}, nodes   # no trial ran on, or reported, a routable address
 
 
-def test_a_client_with_ray_auth_mode_exported_connects_too(two_node_cluster):
+def test_a_client_with_ray_auth_mode_exported_connects_too_and_one_without_the_token_is_told_where(
+        two_node_cluster, tmp_path):
     namespace, address = two_node_cluster
     probe = ("import ray; from lcp_tune.tune.cluster import init_ray; init_ray(address=%r); "
              "print(sorted(n['NodeManagerAddress'] for n in ray.nodes() if n['Alive']))" % address)
@@ -86,3 +87,11 @@ def test_a_client_with_ray_auth_mode_exported_connects_too(two_node_cluster):
         ran = namespace.run([sys.executable, "-c", probe], env=client_env(exported), timeout=180)
         assert ran.returncode == 0, ran.stderr[-2000:]
         assert ran.stdout.strip().splitlines()[-1] == "['127.0.0.1', '127.0.0.1']", ran.stdout
+    # no token where Ray looks (another HOME, no RAY_AUTH_TOKEN): one line naming the three places
+    lonely = dict(client_env(False), HOME=str(tmp_path))
+    probe = ("from lcp_tune.errors import LcpTuneError; from lcp_tune.tune.cluster import init_ray\n"
+             "try:\n    init_ray(address=%r)\nexcept LcpTuneError as exc:\n    print('REFUSED', exc)" % address)
+    ran = namespace.run([sys.executable, "-c", probe], env=lonely, timeout=300)
+    last = ran.stdout.strip().splitlines()[-1]
+    assert last.startswith("REFUSED cannot connect to the Ray cluster"), ran.stdout + ran.stderr[-2000:]
+    assert "~/.ray/auth_token" in last and "RAY_AUTH_TOKEN" in last and "RAY_AUTH_TOKEN_PATH" in last, last

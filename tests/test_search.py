@@ -44,9 +44,8 @@ def test_four_trial_search_writes_experiment_and_report(tmp_path, local_ray):
     assert saved["methods"]["lcp"]["search_objective"] <= saved["methods"]["global"]["search_objective"] + 1e-6
     assert saved["methods"]["lcp"]["search_objective"] <= saved["methods"]["uniform"]["search_objective"] + 1e-6
     assert any("lcp-tune report" in line for line in lines)
-    search_lines = lines[:next(i for i, line in enumerate(lines) if line.startswith("race rung 1"))]
-    assert sum("val loss" in line for line in search_lines) == 4   # one progress line per trial
-    assert any(line.startswith("race: picked") for line in lines)
+    assert sum("val loss" in line for line in lines) == 4   # one progress line per trial
+    assert not any(line.startswith("race") for line in lines)   # no race unless asked (--race)
 
     trials = pd.read_parquet(exp / "trials.parquet").query("rung == 0")
     assert len(trials) == 4
@@ -87,8 +86,7 @@ def test_search_centred_on_uniform_pruning(tmp_path, local_ray):
     import numpy as np
 
     exp = tmp_path / "exp"
-    report = run_search_experiment(tiny_config(**{"search.center": "uniform", "search.race": ()}), exp,
-                                   log=lambda s: None)   # no race: the pick is the best trial
+    report = run_search_experiment(tiny_config(**{"search.center": "uniform"}), exp, log=lambda s: None)
     trials = pd.read_parquet(exp / "trials.parquet").query("rung == 0").sort_values("trial_number")
     keys = [c for c in trials.columns if c.startswith("beta:")]
     assert list(trials["warm_start"][:2]) == ["identity", "uniform"]

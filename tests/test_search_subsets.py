@@ -148,10 +148,10 @@ def test_only_image_files_get_subsets_and_the_setting_turns_them_off(folders):
     config = config_for("cifar10", folders["cifar10"])
     data = load_experiment_data(config)
     assert search_subsets(config.replace(**{"search.shared_data": False}), data) is None
-    subsets = search_subsets(config, data, cpus=1)   # the race's top rung (6 x tau_hat) reads the most
-    assert subsets.train_images.shape == (recovery_size(4, 2, 18), 3, 32, 32)
-    unraced = search_subsets(config.replace(**{"search.race": ()}), data, cpus=1)
-    assert unraced.train_images.shape == (recovery_size(4, 2, 3), 3, 32, 32)
+    subsets = search_subsets(config, data, cpus=1)
+    assert subsets.train_images.shape == (recovery_size(4, 2, 3), 3, 32, 32)
+    raced = search_subsets(config.replace(**{"search.race": (3.0, 6.0)}), data, cpus=1)
+    assert raced.train_images.shape == (recovery_size(4, 2, 18), 3, 32, 32)   # the race's top rung reads the most
 
 
 def test_a_corrupt_image_stops_decoding_in_one_line_naming_it(tmp_path):

@@ -33,7 +33,8 @@ class _SearchCommand(Command):
               help="Learn once, fine-tune many: search at the first budget, then fine-tune the learned "
                    "compensation at each of the others too (--budgets 0.5 0.3 0.15); instead of --budget.")
 @click.option("--race", type=click.FloatRange(min=0), multiple=True,
-              help=help_of("search.race") + " [default: " + " ".join(f"{m:g}" for m in default_of("search.race")) + "]")
+              help=help_of("search.race") + " [default: " + (" ".join(f"{m:g}" for m in default_of("search.race"))
+                                                              or "none") + "]")
 @click.option("--address", help="Connect to a running Ray cluster: auto or host:port.")
 @click.option("--storage", help="Shared folder or URI (s3://, gs://) for Ray Tune's results.")
 @click.option("--dashboard", is_flag=True, help="Start local Ray with its dashboard on 127.0.0.1.")

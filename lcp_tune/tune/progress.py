@@ -104,7 +104,8 @@ class ProgressCallback(tune.Callback):
         if result.get(TRIAL_ERROR):
             _PRINTER.trial_failed(trial.trial_id, f"{result[TRIAL_ERROR]}; log: {result.get('error_log')}")
         else:
-            _PRINTER.trial_done(result, sum(t.status == "RUNNING" for t in trials))
+            # the finishing trial is still RUNNING while Tune calls this: not one of the others
+            _PRINTER.trial_done(result, sum(t.status == "RUNNING" and t is not trial for t in trials))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if _PRINTER is not None:
