@@ -117,7 +117,8 @@ def test_the_cli_refuses_a_race_before_any_work(tmp_path):
     result = CliRunner().invoke(main, ["search", "--race", "4", "2", "--out", str(tmp_path / "exp")])
     assert_one_line_error(result, "--race 4 2", "longer than the one before")
     assert not (tmp_path / "exp").exists()
-    result = CliRunner().invoke(main, ["search", "--num-samples", "3", "--finalists", "5", "--out", str(tmp_path / "e")])
+    result = CliRunner().invoke(main, ["search", "--num-samples", "3", "--race", "3", "6", "--finalists", "5",
+                                       "--out", str(tmp_path / "e")])
     assert_one_line_error(result, "--finalists 5", "at most 3")
 
 
