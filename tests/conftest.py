@@ -9,7 +9,7 @@ import pytest
 # what makes a test slow: a Ray instance, a cluster, a subprocess or a whole search or fine-tune
 SLOW_FIXTURES = {"local_ray", "loopback_namespace", "two_node_cluster", "finished_search"}
 SLOW_CALLS = ("run_search_experiment", "resume_search_experiment", "finetune_many", "subprocess", "stop_when",
-              "sys.executable", "trained_base", '"search"', "'search'", '"finetune"', "paper_table", "ray_session",
+              "sys.executable", "trained_base", "paper_table", "ray_session",
               "init_ray", "run_budgets", "Tuner(")
 
 
