@@ -76,11 +76,6 @@ class LoopbackNamespace:
 
         return subprocess.run(self.command(args), **{"capture_output": True, "text": True, **kwargs})
 
-    def popen(self, args: list, **kwargs):
-        import subprocess
-
-        return subprocess.Popen(self.command(args), **kwargs)
-
 
 @pytest.fixture
 def loopback_namespace():
@@ -101,3 +96,31 @@ def loopback_namespace():
     finally:
         holder.kill()
         holder.wait()
+
+
+
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory, local_ray):
+    """A finished 3-trial search whose folder hostile tests copy and damage (one per module, on
+    its Ray, so the commands those tests run reuse that Ray)."""
+    from lcp_tune.config import ExperimentConfig
+    from lcp_tune.run.search import run_search_experiment
+
+    config = ExperimentConfig().replace(**{
+        "arch": "resnet20_tiny", "prune.budget": 0.4, "search.num_samples": 3, "search.tau_hat": 4,
+        "search.report_every": 2, "search.bn_batches": 1, "base_train.epochs": 1, "finetune.epochs": 1})
+    root = tmp_path_factory.mktemp("hostile") / "exp"
+    run_search_experiment(config, root, log=lambda line: None)
+    return root
+
+
+@pytest.fixture()
+def payload_module(tmp_path, monkeypatch):
+    """An importable module whose import creates a marker; its name is unique per test."""
+    name = f"lcp_payload_{tmp_path.name.replace('-', '_')}"
+    marker = tmp_path / "marker"
+    from hostile_helpers import PAYLOAD_MODULE
+
+    (tmp_path / f"{name}.py").write_text(PAYLOAD_MODULE.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return f"{name}:make", marker

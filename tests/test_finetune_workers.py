@@ -91,8 +91,8 @@ def test_a_search_whose_ray_train_fine_tune_is_killed_resumes_at_its_last_finish
     vector = pruner.uniform(0.5)
     lines: list[str] = []
     # the search fine-tuned the candidate as recovered; re-derived the same way, it is the same run
-    from lcp_tune.run.search import _recover
-    _, starts = _recover(config, pruner, data, {"uniform": (vector, None)}, keep=["uniform"])
+    from lcp_tune.run.finetune_budgets import recovered_at
+    starts = recovered_at(config, data, pruner, vector, {"uniform": 0.5})
     again = finetune_many(pruner, {"uniform": vector}, config, data, lines.append, exp / "finetune", starts=starts)
     assert sum("finished before the interruption" in line for line in lines) == 1, lines
     assert not any("epoch 1/" in line for line in lines)
