@@ -11,6 +11,12 @@ from lcp_tune.config import ExperimentConfig
 from lcp_tune.errors import LcpTuneError
 
 
+AUTH_MODE = "RAY_AUTH_MODE"
+TOKEN_HINT = ("a cluster with token authentication (Ray 2.60's default for `ray start`) needs its token in "
+              "~/.ray/auth_token, in RAY_AUTH_TOKEN, or in the file RAY_AUTH_TOKEN_PATH names "
+              "(`ray get-auth-token` on the head node prints it)")
+
+
 def init_ray(num_cpus: Optional[int] = None, address: Optional[str] = None, dashboard: bool = False,
              log: Callable[[str], None] = print, dashboard_port: int = 8265) -> None:
     """Connect to a cluster at `address`, or start a local Ray on 127.0.0.1.
@@ -64,7 +70,7 @@ def ray_session(address: Optional[str] = None, dashboard: bool = False,
 
 def _private_token() -> None:
     """Ray writes its auth token world-readable; the token is a password, so only its owner reads it."""
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    path = token_path()
     try:
         if path.is_file() and path.stat().st_mode & 0o077:
             path.chmod(0o600)
@@ -109,17 +115,16 @@ def _connect(address: str) -> None:
         raise LcpTuneError(f"cannot connect to the Ray cluster at --address {address}: {message[:200]}{hint}") from None
 
 
-AUTH_MODE = "RAY_AUTH_MODE"
-TOKEN_HINT = ("a cluster with token authentication (Ray 2.60's default for `ray start`) needs its token in "
-              "~/.ray/auth_token, in RAY_AUTH_TOKEN, or in the file RAY_AUTH_TOKEN_PATH names "
-              "(`ray get-auth-token` on the head node prints it)")
+def token_path() -> Path:
+    """The token file Ray reads: RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token."""
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
 
 
 def token_available() -> bool:
     """A Ray auth token where Ray's client looks for one: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
     if os.environ.get("RAY_AUTH_TOKEN", "").strip():
         return True
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    path = token_path()
     try:
         return path.is_file() and path.stat().st_size > 0
     except OSError:
